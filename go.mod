@@ -1,0 +1,3 @@
+module refbridge
+
+go 1.26
