@@ -31,9 +31,9 @@ type Case struct {
 	Workflow            string          `json:"workflow,omitempty"`
 	OwnedBy             string          `json:"owned_by,omitempty"`
 	OwnedByAgencyID     string          `json:"owned_by_agency_id,omitempty"`
-	OwnedByGroups       []string        `json:"owned_by_groups,omitempty"`
-	AssignedUserNames   []string        `json:"assigned_user_names,omitempty"`
-	AssociatedUserNames []string        `json:"associated_user_names,omitempty"`
+	OwnedByGroups       []string        `json:"owned_by_groups,omitzero"`
+	AssignedUserNames   []string        `json:"assigned_user_names,omitzero"`
+	AssociatedUserNames []string        `json:"associated_user_names,omitzero"`
 	CreatedBy           string          `json:"created_by,omitempty"`
 	CreatedOrganization string          `json:"created_organization,omitempty"`
 	CreatedAt           time.Time       `json:"created_at,omitzero"`
@@ -54,10 +54,10 @@ type Case struct {
 	UNHCRIndividualNo  string   `json:"unhcr_individual_no,omitempty"`
 	TelephoneCurrent   string   `json:"telephone_current,omitempty"`
 	AddressCurrent     string   `json:"address_current,omitempty"`
-	Language           []string `json:"language,omitempty"`
+	Language           []string `json:"language,omitzero"`
 	InterviewSubject   string   `json:"interview_subject,omitempty"`
 	ProtectionStatus   string   `json:"protection_status,omitempty"`
-	ProtectionConcerns []string `json:"protection_concerns,omitempty"`
+	ProtectionConcerns []string `json:"protection_concerns,omitzero"`
 	RiskLevel          string   `json:"risk_level,omitempty"`
 
 	// Consent (primero-v2 §2 "Consent"). consent_reporting and
@@ -70,7 +70,7 @@ type Case struct {
 	ConsentForDataCollection *bool     `json:"consent_for_data_collection,omitempty"`
 	UNHCRExportOptIn         *bool     `json:"unhcr_export_opt_in,omitempty"`
 
-	Services []Service `json:"services_section,omitempty"`
+	Services []Service `json:"services_section,omitzero"`
 
 	// Sync status write-back (primero-v2 §7); write-only attributes.
 	MarkSynced       *bool  `json:"mark_synced,omitempty"`
@@ -109,7 +109,7 @@ type Service struct {
 	ImplementedDayTime           string   `json:"service_implemented_day_time,omitempty"`
 	NoteOnReferralFromProvider   string   `json:"note_on_referral_from_provider,omitempty"`
 	Referral                     string   `json:"service_referral,omitempty"` // external_referral | internal_referral
-	ReferralFollowUpMedium       []string `json:"referral_follow_up_medium,omitempty"`
+	ReferralFollowUpMedium       []string `json:"referral_follow_up_medium,omitzero"`
 	RequestExternal              *bool    `json:"service_request_external,omitempty"`
 	RequestTitle                 string   `json:"service_request_title,omitempty"`
 	RequestAgency                string   `json:"service_request_agency,omitempty"`
@@ -162,12 +162,12 @@ type User struct {
 	AgencyID                 int       `json:"agency_id,omitempty"`
 	AgencyOffice             string    `json:"agency_office,omitempty"`
 	Location                 string    `json:"location,omitempty"`
-	Services                 []string  `json:"services,omitempty"`
+	Services                 []string  `json:"services,omitzero"`
 	Disabled                 *bool     `json:"disabled,omitempty"`
 	RoleID                   string    `json:"role_id,omitempty"`
 	RoleUniqueID             string    `json:"role_unique_id,omitempty"`
-	UserGroupUniqueIDs       []string  `json:"user_group_unique_ids,omitempty"`
-	ModuleUniqueIDs          []string  `json:"module_unique_ids,omitempty"`
+	UserGroupUniqueIDs       []string  `json:"user_group_unique_ids,omitzero"`
+	ModuleUniqueIDs          []string  `json:"module_unique_ids,omitzero"`
 	TimeZone                 string    `json:"time_zone,omitempty"`
 	Locale                   string    `json:"locale,omitempty"`
 	SendMail                 *bool     `json:"send_mail,omitempty"`
