@@ -5,6 +5,7 @@
 package fault
 
 import (
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -145,6 +146,9 @@ func (in *Injector) Wrap(endpoint string, h http.Handler) http.Handler {
 			}
 			in.render(w, r, status)
 		case hang:
+			// net/http notices a departed client only once the request body
+			// is consumed; read it so the hang ends with the client.
+			io.Copy(io.Discard, io.LimitReader(r.Body, 64<<20))
 			d := rule.HangFor
 			if d <= 0 {
 				d = 2 * time.Minute

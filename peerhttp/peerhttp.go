@@ -292,10 +292,13 @@ func isDialError(err error) bool {
 
 // certificateAlert reports whether code is a TLS alert (RFC 8446 §6) a
 // server sends when it refuses a client certificate: bad_certificate,
-// unsupported, revoked, expired, unknown, unknown_ca, certificate_required.
+// unsupported, revoked, expired, unknown, unknown_ca, certificate_required —
+// and handshake_failure, which a TLS 1.2 server sends for a missing client
+// certificate (RFC 5246 §7.4.6); its other causes are configuration errors
+// that a retry cannot cure either.
 func certificateAlert(code uint64) bool {
 	switch code {
-	case 42, 43, 44, 45, 46, 48, 116:
+	case 40, 42, 43, 44, 45, 46, 48, 116:
 		return true
 	}
 	return false
@@ -318,6 +321,10 @@ func isCertificateRefused(err error) bool {
 	}
 	return false
 }
+
+// CloseIdleConnections closes kept-alive connections so the next request
+// makes a new TLS handshake, e.g. with a client certificate just reloaded.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
