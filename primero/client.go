@@ -19,6 +19,7 @@ package primero
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,8 +143,7 @@ func New(cfg Config) (*Client, error) {
 		bad("max_response_bytes", "invalid", "must not be negative")
 	}
 	if len(problems) > 0 {
-		return nil, &refbridge.Error{Code: refbridge.EInvalid, Peer: peerName,
-			Message: "invalid Primero client configuration", Problems: problems}
+		return nil, &refbridge.Error{Code: refbridge.EInvalid, Message: "invalid Primero client configuration", Problems: problems}
 	}
 	return &Client{
 		base: base,
@@ -171,7 +171,7 @@ func New(cfg Config) (*Client, error) {
 // login in progress to finish so a token never outlives its credentials.
 func (c *Client) SetCredentials(userName, password string) error {
 	if userName == "" || password == "" {
-		return &refbridge.Error{Code: refbridge.EInvalid, Peer: peerName, Message: "set credentials: user name and password are required"}
+		return errorf(refbridge.EInvalid, "set credentials: user name and password are required")
 	}
 	c.loginSem <- struct{}{}
 	defer func() { <-c.loginSem }()
@@ -319,9 +319,14 @@ func (c *Client) url(path string, q url.Values) string {
 	return u.String()
 }
 
+// getRequest is a read: safe to retry on every transient failure.
+func getRequest(op, url string) peerhttp.Request {
+	return peerhttp.Request{Op: op, Method: http.MethodGet, URL: url, Retry: peerhttp.RetryIdempotent}
+}
+
 // get fetches path and decodes the JSON body into out.
 func (c *Client) get(ctx context.Context, op, path string, q url.Values, out any) error {
-	resp, err := c.do(ctx, peerhttp.Request{Op: op, Method: http.MethodGet, URL: c.url(path, q), Retry: peerhttp.RetryIdempotent})
+	resp, err := c.do(ctx, getRequest(op, c.url(path, q)))
 	if err != nil {
 		return err
 	}
@@ -368,7 +373,8 @@ func jsonErrorWithoutValue(err error) error {
 	case errors.As(err, &se):
 		return fmt.Errorf("invalid JSON at offset %d", se.Offset)
 	case errors.As(err, &te):
-		return fmt.Errorf("JSON field %q: cannot decode %s into %s", te.Field, te.Value, te.Type)
+		// te.Value may hold the number itself ("number 12"): left out.
+		return fmt.Errorf("JSON field %q: cannot decode into %s", te.Field, te.Type)
 	}
 	return errors.New("invalid JSON")
 }
