@@ -1,0 +1,79 @@
+package refbridge
+
+import "time"
+
+// Flow names one of the four directions a referral or decision travels
+// (DESIGN.md "The four flows").
+type Flow string
+
+// The four flows.
+const (
+	// FlowIntervention (F1): a proGres intervention becomes a Primero case service.
+	FlowIntervention Flow = "F1"
+	// FlowServiceDecision (F1d): a Primero worker's decision on that service goes to DTP.
+	FlowServiceDecision Flow = "F1d"
+	// FlowReferral (F2): a Primero service referred to UNHCR goes to DTP.
+	FlowReferral Flow = "F2"
+	// FlowReferralDecision (F2d): UNHCR's decision on it updates the Primero referral.
+	FlowReferralDecision Flow = "F2d"
+)
+
+// Flows lists every flow in the order DESIGN.md gives them.
+func Flows() []Flow {
+	return []Flow{FlowIntervention, FlowServiceDecision, FlowReferral, FlowReferralDecision}
+}
+
+// ExchangeState is where an exchange is in its life. received → mapped →
+// delivered → done is the happy path; held waits for a person or for
+// consent; failed (refused input, the peer was told why) and dead (retry
+// budget spent, waiting for the focal point) are the unhappy ends.
+type ExchangeState string
+
+// Exchange states.
+const (
+	StateReceived  ExchangeState = "received"
+	StateMapped    ExchangeState = "mapped"
+	StateDelivered ExchangeState = "delivered"
+	StateDone      ExchangeState = "done"
+	StateHeld      ExchangeState = "held"
+	StateFailed    ExchangeState = "failed"
+	StateDead      ExchangeState = "dead"
+)
+
+// Terminal reports whether no further work will happen on its own in s:
+// the payload may then be purged.
+func (s ExchangeState) Terminal() bool {
+	return s == StateDone || s == StateFailed || s == StateDead
+}
+
+// Exchange is one referral or decision travelling in one flow, keyed by its
+// natural idempotency key so that re-delivery, re-polling and crash-restart
+// converge on the same row.
+type Exchange struct {
+	ID   string
+	Flow Flow
+	// Key is the idempotency key: the intervention number (F1), the
+	// intervention number and decision (F1d), the org-referral id
+	// "<case_id>#<12>" (F2, F2d).
+	Key string
+	// ContentHash tells a re-delivery (same hash) from an update (new hash).
+	ContentHash string
+	State       ExchangeState
+	// Reason is a machine code explaining held/failed/dead (consent_missing,
+	// multiple_cases, validation, retry_budget…), never free text.
+	Reason string
+	// Problems are the precise reasons input was refused (no personal values).
+	Problems []Problem
+	Attempts int
+	// LastError is the application error code of the last failed attempt.
+	LastError ErrorCode
+	// PeerRef identifies the effect at the peer: the Primero case record id,
+	// the referral id, the DTP org-referral id.
+	PeerRef string
+	// Payload holds the message with personal data; encrypted at rest and
+	// nil once purged.
+	Payload   []byte
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	PurgedAt  time.Time
+}
