@@ -77,3 +77,39 @@ type Exchange struct {
 	UpdatedAt time.Time
 	PurgedAt  time.Time
 }
+
+// Inbound is one message refbridge has taken responsibility for: an
+// intervention or decision DTP posted, or a referral or decision a poller
+// found in Primero. The store records it durably before anyone answers 2xx.
+type Inbound struct {
+	Flow Flow
+	Key  string
+	// ContentHash of the canonical message: the same key and hash is a
+	// re-delivery, the same key with a new hash an update.
+	ContentHash string
+	// Payload is the message (personal data; encrypted at rest).
+	Payload []byte
+	// State is StateReceived, or StateFailed when the edge already refused
+	// the content (Problems say why; the failure callback still goes out).
+	State    ExchangeState
+	Problems []Problem
+	// PeerRef is known up front for polled items (e.g. the Primero case id).
+	PeerRef string
+}
+
+// IntakeOutcome says what the store did with one Inbound.
+type IntakeOutcome string
+
+// Intake outcomes.
+const (
+	IntakeAccepted  IntakeOutcome = "accepted"  // new exchange, queued
+	IntakeDuplicate IntakeOutcome = "duplicate" // same key and content: acknowledged, not re-processed
+	IntakeUpdated   IntakeOutcome = "updated"   // same key, new content: processed again
+	IntakeRejected  IntakeOutcome = "rejected"  // stored as failed; the problems go back to the sender
+)
+
+// Intake is the result of storing one Inbound.
+type Intake struct {
+	ExchangeID string
+	Outcome    IntakeOutcome
+}
