@@ -25,8 +25,9 @@ func Flows() []Flow {
 
 // ExchangeState is where an exchange is in its life. received → mapped →
 // delivered → done is the happy path; held waits for a person or for
-// consent; failed (refused input, the peer was told why) and dead (retry
-// budget spent, waiting for the focal point) are the unhappy ends.
+// consent; rejected → failed is refused input (the sender is told why, then
+// the exchange ends); dead means the retry budget is spent and the focal
+// point must retry or discard it.
 type ExchangeState string
 
 // Exchange states.
@@ -36,6 +37,7 @@ const (
 	StateDelivered ExchangeState = "delivered"
 	StateDone      ExchangeState = "done"
 	StateHeld      ExchangeState = "held"
+	StateRejected  ExchangeState = "rejected"
 	StateFailed    ExchangeState = "failed"
 	StateDead      ExchangeState = "dead"
 )
@@ -89,7 +91,7 @@ type Inbound struct {
 	ContentHash string
 	// Payload is the message (personal data; encrypted at rest).
 	Payload []byte
-	// State is StateReceived, or StateFailed when the edge already refused
+	// State is StateReceived, or StateRejected when the edge already refused
 	// the content (Problems say why; the failure callback still goes out).
 	State    ExchangeState
 	Problems []Problem
@@ -105,7 +107,7 @@ const (
 	IntakeAccepted  IntakeOutcome = "accepted"  // new exchange, queued
 	IntakeDuplicate IntakeOutcome = "duplicate" // same key and content: acknowledged, not re-processed
 	IntakeUpdated   IntakeOutcome = "updated"   // same key, new content: processed again
-	IntakeRejected  IntakeOutcome = "rejected"  // stored as failed; the problems go back to the sender
+	IntakeRejected  IntakeOutcome = "rejected"  // stored as rejected; the problems go back to the sender
 )
 
 // Intake is the result of storing one Inbound.
