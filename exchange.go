@@ -42,10 +42,11 @@ const (
 	StateDead      ExchangeState = "dead"
 )
 
-// Terminal reports whether no further work will happen on its own in s:
-// the payload may then be purged.
+// Terminal reports whether the exchange is over: its payload may then be
+// purged. Dead is not terminal: the focal point may still retry it, which
+// needs the payload; discarding it makes it failed.
 func (s ExchangeState) Terminal() bool {
-	return s == StateDone || s == StateFailed || s == StateDead
+	return s == StateDone || s == StateFailed
 }
 
 // Exchange is one referral or decision travelling in one flow, keyed by its
