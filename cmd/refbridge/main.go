@@ -1,0 +1,83 @@
+// Command refbridge is the Primero ⇄ proGres (DTP) referral bridge. main only
+// wires packages together; behaviour lives in the packages named after what
+// they adapt.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// exitUsage is returned for a command line that cannot be understood.
+const exitUsage = 2
+
+// usageError marks errors that should print usage and exit 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdin, stdout, stderr)
+	var ue usageError
+	var pf problemsFound
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &pf):
+		return 1 // the command already printed every problem
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "refbridge: %s\n\n%s", ue.msg, usage)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "refbridge: %v\n", err)
+		return 1
+	}
+}
+
+const usage = `Usage: refbridge COMMAND [ARGS]
+
+Commands:
+  version                          print the version and build information
+  sim primero [--addr HOST:PORT]   run the Primero v2 simulator (development and tests)
+  sim dtp [--addr HOST:PORT] [--pki DIR]
+                                   run the DTP simulator with mutual TLS; writes its
+                                   CA and a client certificate to DIR
+  profile check FILE|NAME          validate a country profile; every problem with its YAML path
+  map FLOW --profile P [--now T]   run one flow's pure mapping on stdin (JSON) to stdout; FLOW is
+                                   intervention-to-case, case-to-dtp-referral,
+                                   dtp-decision-to-referral or service-decision-to-dtp
+  help                             show this text
+`
+
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version":
+		return cmdVersion(stdout)
+	case "sim":
+		return cmdSim(ctx, args[1:], stdout, stderr)
+	case "profile":
+		return cmdProfile(ctx, args[1:], stdout, stderr)
+	case "map":
+		return cmdMap(ctx, args[1:], stdin, stdout, stderr)
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
