@@ -38,11 +38,10 @@ func TestIdentityDifferencesNamesFieldsOnly(t *testing.T) {
 	}
 	for _, p := range got {
 		for _, v := range []string{"Amina", "Aminah", "2014"} {
-			if contains(p.Detail, v) {
+			if strings.Contains(p.Detail, v) {
 				t.Fatalf("problem %+v quotes a personal value", p)
 			}
 		}
 	}
 }
 
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
