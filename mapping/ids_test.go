@@ -44,4 +44,3 @@ func TestIdentityDifferencesNamesFieldsOnly(t *testing.T) {
 		}
 	}
 }
-

@@ -1,0 +1,211 @@
+package engine_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"refbridge"
+	"refbridge/dtp"
+	"refbridge/dtp/dtptest"
+	"refbridge/engine"
+	"refbridge/mapping"
+	"refbridge/primero"
+	"refbridge/primero/primerotest"
+	"refbridge/profile"
+	"refbridge/store"
+)
+
+// Users of the simulated Primero the flows meet.
+const (
+	bridgeUser = "refbridge_api"
+	caseWorker = "test_caseworker"
+	unhcrUser  = "unhcr_cw"
+)
+
+// harness is the whole engine wired to both simulators and a real store,
+// the same code path `refbridge serve` runs, on one machine.
+type harness struct {
+	t       *testing.T
+	profile *profile.Profile
+	db      *store.DB
+	eng     *engine.Engine
+	queue   *river.Client[*sql.Tx]
+	primero *primerotest.Sim
+	dtp     *dtptest.Sim
+}
+
+type harnessOptions struct {
+	// noQueue leaves the workers stopped; the test drives Process itself.
+	noQueue bool
+}
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	ctx := context.Background()
+	p, err := profile.Load("gambella")
+	if err != nil {
+		t.Fatal(err)
+	}
+	psim := primerotest.NewServer(t, primerotest.Options{Seed: 1})
+	phone := "+000000000900"
+	contact := func(name, full string) refbridge.User {
+		return refbridge.User{UserName: name, FullName: full, Email: name + "@example.org", Phone: &phone, Position: "Test position"}
+	}
+	psim.AddUser(primerotest.UserSpec{User: refbridge.User{UserName: bridgeUser}, Password: "pw", Scope: primerotest.ScopeAll, Permissions: []string{primerotest.PermSyncExternal}})
+	psim.AddUser(primerotest.UserSpec{User: contact(caseWorker, "Test Caseworker"), Password: "pw", Scope: primerotest.ScopeAll, AgencyUniqueID: "UNICEF"})
+	psim.AddUser(primerotest.UserSpec{User: contact(unhcrUser, "UNHCR placeholder"), Password: "pw", Scope: primerotest.ScopeAll, AgencyUniqueID: "UNICEF"})
+	psim.AddUser(primerotest.UserSpec{User: contact(p.Intake().Owner, "Intake focal point"), Password: "pw", Scope: primerotest.ScopeAll, AgencyUniqueID: "UNICEF"})
+	fast := refbridge.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond, MaxRetryAfter: time.Second}
+	pc, err := primero.New(primero.Config{BaseURL: psim.URL, UserName: bridgeUser, Password: "pw", Timeout: 2 * time.Second, Retry: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsim := dtptest.NewServer(t, dtptest.Options{Seed: 1})
+	pki := dsim.PKI()
+	dc, err := dtp.New(dtp.Config{ReferralURL: dsim.ReferralURL(), DecisionURL: dsim.DecisionURL(), SubscriptionKey: dtptest.DefaultSubscriptionKey,
+		CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile, CAFile: pki.CAFile, Timeout: 2 * time.Second, Retry: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _, err := store.GenerateKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "refbridge.db"), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	eng, err := engine.New(engine.Config{Profile: p, Store: db, Primero: pc, DTP: dc,
+		Retry: refbridge.RetryPolicy{MaxAttempts: 4, BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond}, PollInterval: time.Hour,
+		BreakerTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, profile: p, db: db, eng: eng, primero: psim, dtp: dsim}
+	if !o.noQueue {
+		q, err := db.NewQueue(store.QueueConfig{Workers: eng.Workers(), MaxWorkers: 4, JobTimeout: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			q.Stop(stop)
+		})
+		h.queue = q
+	}
+	return h
+}
+
+// fixture reads a synthetic message from the repository's test data.
+func fixture[T any](t *testing.T, name string) T {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "fixtures", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// receiveInterventions stores rows as DTP's intake would: one exchange per
+// intervention number, its payload the rows of that intervention.
+func (h *harness) receiveInterventions(rows ...refbridge.Intervention) []refbridge.Intake {
+	h.t.Helper()
+	var items []refbridge.Inbound
+	for _, f := range mapping.FoldInterventions(rows) {
+		var mine []refbridge.Intervention
+		for _, i := range f.Rows {
+			mine = append(mine, rows[i])
+		}
+		items = append(items, engine.InterventionInbound(f.Intervention.InterventionNumber, mine))
+	}
+	out, err := h.db.Receive(context.Background(), items)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func (h *harness) receiveDecisions(ds ...refbridge.ReferralDecision) {
+	h.t.Helper()
+	var items []refbridge.Inbound
+	for _, d := range ds {
+		items = append(items, engine.DecisionInbound(d))
+	}
+	if _, err := h.db.Receive(context.Background(), items); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitFor waits until the exchange flow/key is in one of states.
+func (h *harness) waitFor(flow refbridge.Flow, key string, states ...refbridge.ExchangeState) refbridge.Exchange {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last refbridge.Exchange
+	for time.Now().Before(deadline) {
+		ex, err := h.db.GetByKey(context.Background(), flow, key)
+		if err == nil {
+			last = ex
+			for _, s := range states {
+				if ex.State == s {
+					return ex
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("%s %s: state %q reason %q (last error %q), want one of %v", flow, key, last.State, last.Reason, last.LastError, states)
+	return last
+}
+
+func (h *harness) poll() {
+	h.t.Helper()
+	if _, err := h.eng.Poll(context.Background()); err != nil {
+		h.t.Fatalf("poll: %v", err)
+	}
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// seedReferredCase creates, as a case worker would, a case with a service
+// implemented by UNHCR and refers it to the UNHCR user; it returns the case
+// record id, the service unique_id and the DTP org-referral id.
+func (h *harness) seedReferredCase(individual string, consent bool) (string, string, string) {
+	h.t.Helper()
+	id := h.primero.SeedCase(map[string]any{
+		"owned_by": caseWorker, "owned_by_agency_id": "UNICEF", "module_id": "primeromodule-cp", "status": "open",
+		"name_first": "Testchild", "name_last": "Fixture", "date_of_birth": "2014-03-15", "sex": "female",
+		"unhcr_individual_no": individual, "unhcr_id_no": "TST-24-00001", "language": []any{"language2"},
+		"address_current": "Test Camp", "telephone_current": "+000000000001",
+		"consent_for_services": consent, "disclosure_other_orgs": consent,
+	})
+	svc, err := h.primero.AddService(id, caseWorker, map[string]any{
+		"service_type": "shelter", "service_implementing_agency": "UNHCR", "service_response_type": "service_provision",
+		"service_response_day_time": "2024-05-08T10:00:00.000Z", "service_referral_notes": "Synthetic referral notes",
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.primero.ReferService(id, svc, caseWorker, unhcrUser, false); err != nil && consent {
+		h.t.Fatal(err)
+	}
+	c := h.primero.Case(id)
+	return id, svc, mapping.OrgReferralID(c["case_id"].(string), svc)
+}

@@ -1,0 +1,158 @@
+package engine
+
+import (
+	"context"
+	"errors"
+
+	"refbridge"
+	"refbridge/mapping"
+	"refbridge/primero"
+	"refbridge/store"
+)
+
+// Reasons an exchange rests in held, failed or dead (machine codes).
+const (
+	ReasonInvalidInput     = "invalid_input"
+	ReasonMultipleCases    = "multiple_cases"
+	ReasonConsentMissing   = "consent_missing"
+	ReasonUnknownReferral  = "unknown_referral"
+	ReasonTransitionRefusd = "transition_refused"
+	ReasonSyncPending      = "sync_pending"
+	ReasonAwaitingDecision = "awaiting_decision"
+)
+
+// stepIntervention runs flow F1: proGres intervention → Primero case service
+// → DTP callback (Pending Acknowledgement, or Delivery Fail with reasons).
+func (e *Engine) stepIntervention(ctx context.Context, ex refbridge.Exchange) (next, error) {
+	switch ex.State {
+	case refbridge.StateReceived:
+		rows, err := decode[[]refbridge.Intervention](ex)
+		if err != nil {
+			return stop, err
+		}
+		folded := mapping.FoldInterventions(rows)
+		if len(folded) != 1 {
+			return stop, refbridge.Errorf(refbridge.EInternal, "exchange %s holds %d interventions, want 1", ex.ID, len(folded))
+		}
+		up, problems := mapping.InterventionToCase(e.p, folded[0], e.now())
+		if len(problems) > 0 {
+			return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateRejected, Reason: ReasonInvalidInput, Problems: problems})
+		}
+		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateMapped, Payload: encode(up)})
+
+	case refbridge.StateMapped:
+		up, err := decode[mapping.CaseUpsert](ex)
+		if err != nil {
+			return stop, err
+		}
+		res, err := e.upsertCase(ctx, up)
+		if err != nil {
+			return stop, err
+		}
+		if res.multiple > 0 {
+			return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateHeld, Reason: ReasonMultipleCases, Problems: []refbridge.Problem{{
+				Field: "individuals.progres_id", Rule: ReasonMultipleCases,
+				Detail: "more than one Primero case carries this UNHCR individual number; the focal point must merge them or choose one",
+			}}})
+		}
+		cb := mapping.SuccessCallback(e.p, up.InterventionNumber, res.caseID, res.owner)
+		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateDelivered, PeerRef: res.recordID, Payload: encode(cb), Problems: res.differs})
+
+	case refbridge.StateDelivered:
+		cb, err := decode[refbridge.InterventionStatus](ex)
+		if err != nil {
+			return stop, err
+		}
+		if err := e.sendStatus(ctx, cb); err != nil {
+			return stop, err
+		}
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, Problems: ex.Problems})
+
+	case refbridge.StateRejected:
+		if err := e.sendStatus(ctx, mapping.FailureCallback(e.p, ex.Key, ex.Problems)); err != nil {
+			return stop, err
+		}
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateFailed, Reason: ex.Reason, Problems: ex.Problems})
+	}
+	return stop, nil
+}
+
+func (e *Engine) sendStatus(ctx context.Context, s refbridge.InterventionStatus) error {
+	_, err := call(e.dtpCircuit, func() (struct{}, error) { return struct{}{}, e.dtp.SendInterventionStatus(ctx, s) })
+	return err
+}
+
+// upserted is where an intervention was filed in Primero.
+type upserted struct {
+	recordID, caseID, owner string
+	// differs names identity fields whose Primero value differs from
+	// proGres's; the case worker's value is kept, the focal point is told.
+	differs []refbridge.Problem
+	// multiple is the number of cases found when more than one matched.
+	multiple int
+}
+
+// upsertCase files the intervention's service into the child's case, found
+// by UNHCR individual number, or creates the case. A case is created with an
+// id derived from the site and individual number, so that two exchanges for
+// the same child, or a retry after a lost answer, cannot create two cases.
+func (e *Engine) upsertCase(ctx context.Context, up mapping.CaseUpsert) (upserted, error) {
+	individual := up.Case.UNHCRIndividualNo
+	cases, err := e.casesByIndividual(ctx, individual)
+	if err != nil {
+		return upserted{}, err
+	}
+	switch len(cases) {
+	case 0:
+		c := up.Case
+		c.ID = mapping.CaseRecordID(e.p.SiteID(), individual)
+		id, err := call(e.primeroCircuit, func() (string, error) { return e.primero.CreateCase(ctx, c) })
+		var exists *primero.CaseExistsError
+		switch {
+		case errors.As(err, &exists):
+			// Our earlier attempt, or another intervention for the same
+			// child, created it: file the service into it like any case.
+			existing, err := call(e.primeroCircuit, func() (refbridge.Case, error) { return e.primero.GetCase(ctx, exists.ID) })
+			if err != nil {
+				return upserted{}, err
+			}
+			return e.patchCase(ctx, up, existing)
+		case err != nil:
+			return upserted{}, err
+		}
+		created, err := call(e.primeroCircuit, func() (refbridge.Case, error) { return e.primero.GetCase(ctx, id) })
+		if err != nil {
+			return upserted{}, err
+		}
+		return upserted{recordID: id, caseID: created.CaseID, owner: created.OwnedBy}, nil
+	case 1:
+		return e.patchCase(ctx, up, cases[0])
+	}
+	return upserted{multiple: len(cases)}, nil
+}
+
+func (e *Engine) patchCase(ctx context.Context, up mapping.CaseUpsert, existing refbridge.Case) (upserted, error) {
+	res := upserted{recordID: existing.ID, caseID: existing.CaseID, owner: existing.OwnedBy, differs: mapping.IdentityDifferences(existing, up.Case)}
+	patch, changed := up.Patch(existing)
+	if !changed {
+		return res, nil
+	}
+	_, err := call(e.primeroCircuit, func() (refbridge.Case, error) { return e.primero.PatchCase(ctx, existing.ID, patch) })
+	return res, err
+}
+
+// casesByIndividual lists the cases carrying a UNHCR individual number. The
+// client verifies every returned case really carries it (Primero ignores a
+// filter it does not allow instead of refusing it).
+func (e *Engine) casesByIndividual(ctx context.Context, individual string) ([]refbridge.Case, error) {
+	return call(e.primeroCircuit, func() ([]refbridge.Case, error) {
+		var out []refbridge.Case
+		for c, err := range e.primero.Cases(ctx, primero.CaseQuery{Equal: map[string]string{"unhcr_individual_no": individual}, Per: 50}) {
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, c)
+		}
+		return out, nil
+	})
+}

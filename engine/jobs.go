@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"refbridge"
+	"refbridge/store"
+)
+
+// PollArgs is the periodic job that polls Primero (run by the elected
+// leader only, so replicas never poll twice at once).
+type PollArgs struct{}
+
+// Kind implements river.JobArgs.
+func (PollArgs) Kind() string { return "poll_primero" }
+
+// ScanCaseArgs scans one Primero case at once, after its webhook.
+type ScanCaseArgs struct {
+	RecordID string `json:"record_id"`
+}
+
+// Kind implements river.JobArgs.
+func (ScanCaseArgs) Kind() string { return "scan_case" }
+
+// SweepArgs re-queues exchanges that should be moving but have no job: a
+// safety net for a wake-up lost between a job's end and a concurrent update.
+type SweepArgs struct{}
+
+// Kind implements river.JobArgs.
+func (SweepArgs) Kind() string { return "sweep_exchanges" }
+
+// Workers returns the queue workers for the engine's jobs.
+func (e *Engine) Workers() *river.Workers {
+	w := river.NewWorkers()
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[store.ProcessExchange]) error {
+		err := e.Process(withJob(ctx, job), job.Args.ExchangeID)
+		var later *retryLater
+		if errors.As(err, &later) {
+			return river.JobSnooze(later.After)
+		}
+		return err
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[PollArgs]) error {
+		n, err := e.Poll(ctx)
+		e.log.Info("poll done", "items", n, "code", string(refbridge.ErrorCodeOf(err)))
+		return err
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[ScanCaseArgs]) error {
+		return e.ScanCase(ctx, job.Args.RecordID)
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[SweepArgs]) error {
+		return e.Sweep(ctx)
+	}))
+	return w
+}
+
+// PeriodicJobs returns the poll and sweep schedules.
+func (e *Engine) PeriodicJobs() []*river.PeriodicJob {
+	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(e.cfg.PollInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return PollArgs{}, unique },
+			&river.PeriodicJobOpts{RunOnStart: true}),
+		river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, unique },
+			&river.PeriodicJobOpts{RunOnStart: true}),
+	}
+}
+
+// Sweep re-queues exchanges left in a moving state without a job: River
+// adds no job for an update that lands while the exchange's job is still
+// running (unique jobs), so without this such an update would wait forever.
+func (e *Engine) Sweep(ctx context.Context) error {
+	for _, f := range []store.Filter{
+		{State: refbridge.StateReceived}, {State: refbridge.StateMapped}, {State: refbridge.StateRejected},
+		{State: refbridge.StateDelivered, Reason: ReasonSyncPending},
+	} {
+		if _, err := e.store.Requeue(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"refbridge"
+	"refbridge/mapping"
+	"refbridge/primero"
+	"refbridge/profile"
+)
+
+// cursorCases names the poll cursor: the newest last_updated_at of a
+// Primero case whose referrals and decisions are stored.
+const cursorCases = "primero.cases.last_updated_at"
+
+// intakeBatch is how many polled items are stored per transaction.
+const intakeBatch = 200
+
+// Poll walks the Primero cases updated since the cursor, less the overlap,
+// and stores every referral to UNHCR (F2) and every decision on a proGres
+// service (F1d) it finds. Items already stored with the same content are
+// duplicates and change nothing, so the overlap costs reads, never doubles.
+// The cursor moves only after everything up to it is stored.
+func (e *Engine) Poll(ctx context.Context) (int, error) {
+	cur, err := e.store.Cursor(ctx, cursorCases)
+	if err != nil {
+		return 0, err
+	}
+	var from time.Time
+	if cur != "" {
+		t, err := time.Parse(time.RFC3339Nano, cur)
+		if err != nil {
+			return 0, refbridge.Errorf(refbridge.EInternal, "poll cursor %q is not a timestamp", cur)
+		}
+		from = t.Add(-e.cfg.PollOverlap)
+	}
+	newest, _ := time.Parse(time.RFC3339Nano, cur)
+	var pending []refbridge.Inbound
+	found := 0
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		_, err := e.store.Receive(ctx, pending)
+		found += len(pending)
+		pending = pending[:0]
+		return err
+	}
+	q := primero.CaseQuery{UpdatedFrom: from, OrderBy: "last_updated_at", Order: "asc"}
+	for c, err := range e.primero.Cases(ctx, q) {
+		if err != nil {
+			return found, err
+		}
+		items, err := e.derive(ctx, c)
+		if err != nil {
+			return found, err
+		}
+		pending = append(pending, items...)
+		if len(pending) >= intakeBatch {
+			if err := flush(); err != nil {
+				return found, err
+			}
+		}
+		if c.LastUpdatedAt.After(newest) {
+			newest = c.LastUpdatedAt
+		}
+	}
+	if err := flush(); err != nil {
+		return found, err
+	}
+	if newest.IsZero() {
+		return found, nil
+	}
+	return found, e.store.SetCursor(ctx, cursorCases, newest.UTC().Format(time.RFC3339Nano))
+}
+
+// ScanCase stores what one case holds for the flows at once (a Primero
+// webhook named it); the poll remains the safety net, as Primero never
+// retries a webhook.
+func (e *Engine) ScanCase(ctx context.Context, recordID string) error {
+	c, err := call(e.primeroCircuit, func() (refbridge.Case, error) { return e.primero.GetCase(ctx, recordID) })
+	if err != nil {
+		return err
+	}
+	items, err := e.derive(ctx, c)
+	if err != nil || len(items) == 0 {
+		return err
+	}
+	_, err = e.store.Receive(ctx, items)
+	return err
+}
+
+// derive finds in one case the items flows F1d and F2 owe a peer.
+func (e *Engine) derive(ctx context.Context, c refbridge.Case) ([]refbridge.Inbound, error) {
+	var items []refbridge.Inbound
+	receiving := e.p.Referrals().ReceivingAgency
+	referred := false
+	for _, svc := range c.Services {
+		if svc.ImplementingAgency == receiving && svc.StatusReferred != nil && *svc.StatusReferred {
+			referred = true
+		}
+		if svc.InterventionNumber == "" || (svc.UNHCRReferralStatus != refbridge.ReferralAccepted && svc.UNHCRReferralStatus != refbridge.ReferralRejected) {
+			continue
+		}
+		st, problems := mapping.ServiceDecisionToDTP(e.p, mapping.ServiceDecisionInput{Case: c, ServiceUniqueID: svc.UniqueID})
+		item := refbridge.Inbound{
+			Flow: refbridge.FlowServiceDecision, Key: svc.InterventionNumber + "#" + svc.UNHCRReferralStatus,
+			PeerRef: c.ID, State: refbridge.StateReceived, Payload: encode(st),
+		}
+		if len(problems) > 0 {
+			item.State, item.Problems = refbridge.StateRejected, problems
+		}
+		item.ContentHash = hash(item.Payload)
+		items = append(items, item)
+	}
+	if !referred {
+		return items, nil
+	}
+	referrals, err := call(e.primeroCircuit, func() ([]refbridge.Referral, error) { return e.primero.ListReferrals(ctx, c.ID) })
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range referrals {
+		svc := c.Service(r.ServiceRecordID)
+		if svc == nil || svc.ImplementingAgency != receiving || r.Status == refbridge.ReferralRevoked {
+			continue
+		}
+		in := mapping.ReferralInput{Case: c, ServiceUniqueID: svc.UniqueID, Referral: r}
+		// The content that makes a referral new again is its consent: a
+		// held referral is released when consent is recorded later. Other
+		// edits of the case are not re-sent (DTP takes the referral once).
+		ok, _ := e.p.ConsentHolds(profile.PrimeroToProgres, profile.ConsentInput{Case: &in.Case, Referral: &in.Referral})
+		items = append(items, refbridge.Inbound{
+			Flow: refbridge.FlowReferral, Key: mapping.OrgReferralID(c.CaseID, svc.UniqueID),
+			ContentHash: hash([]byte(r.ID), []byte{boolByte(ok)}),
+			Payload:     encode(in), State: refbridge.StateReceived,
+			PeerRef: referralRef{CaseRecordID: c.ID, ReferralID: r.ID}.String(),
+		})
+	}
+	return items, nil
+}
+
+func hash(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,103 @@
+package store
+
+import (
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// ProcessExchange is the one job kind: take exchange ExchangeID as far as it
+// can go. The job carries only the id; the work reads the exchange.
+type ProcessExchange struct {
+	ExchangeID string `json:"exchange_id"`
+}
+
+// Kind implements river.JobArgs.
+func (ProcessExchange) Kind() string { return "process_exchange" }
+
+// InsertOpts makes the job unique per exchange among unfinished jobs: a
+// second guard, after the exchange's state, against working one exchange
+// twice at once. River requires available, pending, running and scheduled
+// in the set; retryable is added so a job waiting to retry is not doubled.
+func (ProcessExchange) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{
+		ByArgs: true,
+		ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled,
+		},
+	}}
+}
+
+// insertOpts are the per-insert options of a ProcessExchange job.
+func (db *DB) insertOpts(runAt time.Time) *river.InsertOpts {
+	return &river.InsertOpts{MaxAttempts: int(db.maxAttempts.Load()), ScheduledAt: runAt}
+}
+
+// QueueConfig sets up the River client that works the queue.
+type QueueConfig struct {
+	// Workers must register a worker for ProcessExchange (and any periodic
+	// job's kind); nil makes an insert-only client (inspection, tests).
+	Workers      *river.Workers
+	PeriodicJobs []*river.PeriodicJob
+	// MaxWorkers is how many jobs run at once; default 8.
+	MaxWorkers int
+	// JobTimeout cancels a job's context after this long; default 60s.
+	JobTimeout time.Duration
+	// RescueAfter is when River's leader treats a running job as stuck and
+	// retries it; default 2×JobTimeout. (After a crash, Open already did.)
+	RescueAfter time.Duration
+	// MaxAttempts is River's retry budget per job before it is discarded;
+	// it is stamped on jobs this store inserts from now on. 0 = River's 25.
+	MaxAttempts int
+	// RetryPolicy spaces River's retries; nil = River's default.
+	RetryPolicy river.ClientRetryPolicy
+	Logger      *slog.Logger
+}
+
+// NewQueue returns a River client on the store's database. The caller
+// starts and stops it; stop it before Close.
+func (db *DB) NewQueue(cfg QueueConfig) (*river.Client[*sql.Tx], error) {
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = 8
+	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = 60 * time.Second
+	}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = 2 * cfg.JobTimeout
+	}
+	if cfg.RescueAfter < cfg.JobTimeout {
+		return nil, fmt.Errorf("store: queue: RescueAfter (%s) must not be shorter than JobTimeout (%s)", cfg.RescueAfter, cfg.JobTimeout)
+	}
+	if cfg.MaxAttempts < 0 {
+		return nil, fmt.Errorf("store: queue: MaxAttempts cannot be negative")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = db.log
+	}
+	rc := &river.Config{
+		JobTimeout:           cfg.JobTimeout,
+		Logger:               cfg.Logger,
+		MaxAttempts:          cfg.MaxAttempts,
+		PeriodicJobs:         cfg.PeriodicJobs,
+		RescueStuckJobsAfter: cfg.RescueAfter,
+		RetryPolicy:          cfg.RetryPolicy,
+	}
+	if cfg.Workers != nil {
+		rc.Workers = cfg.Workers
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}}
+	}
+	client, err := river.NewClient(db.riverDriver, rc)
+	if err != nil {
+		return nil, fmt.Errorf("store: queue: %w", err)
+	}
+	if cfg.MaxAttempts > 0 {
+		db.maxAttempts.Store(int64(cfg.MaxAttempts))
+	}
+	return client, nil
+}

@@ -1,0 +1,274 @@
+// Package store is refbridge's durable state: an exchange per referral or
+// decision per flow with its state machine and idempotency key, the work
+// queue (River, in the same database, enqueued in the same transaction as
+// the state change), poll cursors, and the encryption and purge of the
+// personal data an exchange carries.
+//
+// This implementation is embedded SQLite for a single process. SQL lives in
+// queries.go and per-engine differences in dialect.go, so that a PostgreSQL
+// store for several replicas (issue #7) is one more dialect and one more
+// migrations directory, tested by the same storetest suite.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+
+	"refbridge"
+)
+
+// Config sets up a store.
+type Config struct {
+	// Path is the SQLite file; it is created (mode 0600) if missing.
+	Path string
+	// Keys encrypt payloads at rest; required.
+	Keys *Keyring
+	// Retention is how long a terminal exchange keeps its payload. 0 purges
+	// it in the same transaction that makes the exchange terminal; with more,
+	// Purge (a periodic job) removes it later.
+	Retention time.Duration
+	// Now is the clock for row timestamps and retention; default time.Now.
+	Now func() time.Time
+	// Logger receives ids, counts and codes only; default discards.
+	Logger *slog.Logger
+}
+
+// DB is an open store. It is safe for concurrent use.
+type DB struct {
+	sql         *sql.DB
+	d           *dialect
+	q           queries
+	migrations  []migration
+	riverDriver riverdriver.Driver[*sql.Tx]
+	// inserter enqueues jobs inside the store's transactions; it never works them.
+	inserter *river.Client[*sql.Tx]
+	// maxAttempts is the River retry budget stamped on each job at insert
+	// (River reads it from the inserting client); set by NewQueue.
+	maxAttempts atomic.Int64
+
+	keys      *Keyring
+	retention time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+	path      string
+	release   func() error
+	turn      chan struct{} // one writer transaction of ours at a time, FIFO
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the store at cfg.Path, brings both schemas
+// up to date, and makes River jobs a killed process left running available
+// again. That recovery is only sound because an SQLite store belongs to one
+// process: Open takes an exclusive lock on "<Path>.lock" and refuses to open
+// a store another process (or another Open) holds. Open also refuses a store
+// holding payloads under a key the keyring lacks.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.Keys == nil {
+		return nil, errors.New("store: Config.Keys is required")
+	}
+	if cfg.Retention < 0 {
+		return nil, errors.New("store: Config.Retention cannot be negative")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := sqliteDialect()
+	ms, err := loadMigrations(d.migrations)
+	if err != nil {
+		return nil, err
+	}
+	pool, release, err := d.open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{
+		sql: pool, d: d, q: newQueries(d), migrations: ms, riverDriver: d.riverDriver(pool),
+		keys: cfg.Keys, retention: cfg.Retention, now: cfg.Now, log: cfg.Logger,
+		path: cfg.Path, release: release, turn: make(chan struct{}, 1),
+	}
+	if err := db.start(ctx); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return db, nil
+}
+
+func (db *DB) start(ctx context.Context) error {
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	if err := db.recoverJobs(ctx); err != nil {
+		return err
+	}
+	if err := db.checkKeys(ctx); err != nil {
+		return err
+	}
+	inserter, err := river.NewClient(db.riverDriver, &river.Config{Logger: db.quietLogger()})
+	if err != nil {
+		return fmt.Errorf("store: river: %w", err)
+	}
+	db.inserter = inserter
+	return nil
+}
+
+// recoverJobs runs the dialect's single-node recovery (see dialect.recoverJobs).
+func (db *DB) recoverJobs(ctx context.Context) error {
+	if len(db.d.recoverJobs) == 0 {
+		return nil
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		for i, q := range db.d.recoverJobs {
+			res, err := tx.ExecContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("store: recover jobs: %w", err)
+			}
+			if n, _ := res.RowsAffected(); i == 0 && n > 0 {
+				db.log.Warn("store: jobs of a stopped process made available again", "jobs", n)
+			}
+		}
+		return nil
+	})
+}
+
+// checkKeys fails when some payload is under a key the keyring lacks: such
+// rows could never be processed, and removing a key too early must show.
+func (db *DB) checkKeys(ctx context.Context) error {
+	rows, err := db.sql.QueryContext(ctx, db.q.keyIDsInUse)
+	if err != nil {
+		return fmt.Errorf("store: key ids in use: %w", err)
+	}
+	defer rows.Close()
+	var missing []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		if _, ok := db.keys.aeads[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("store: payloads are encrypted under key id(s) %v that the keyring lacks: add them back (after the current key) and run key rotation before removing them", missing)
+	}
+	return nil
+}
+
+// Close closes the database and releases the process lock; closing twice
+// is harmless. Stop any River client from NewQueue first.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.closeErr = db.sql.Close()
+		if db.release != nil {
+			db.closeErr = errors.Join(db.closeErr, db.release())
+		}
+	})
+	return db.closeErr
+}
+
+// Ping checks that the database answers (for liveness/readiness).
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := db.sql.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Path returns where the store lives (the SQLite file), e.g. to reopen it.
+func (db *DB) Path() string { return db.path }
+
+// SQL returns the underlying pool (one connection on SQLite). It is for
+// River's *Tx helpers (river.JobCompleteTx) and tests; refbridge's tables
+// are written only through DB's methods, which keep payloads encrypted.
+// Never call it inside a callback that already holds a transaction: on
+// SQLite the second connection would wait forever.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// inTx runs fn in one transaction, committed (and, with synchronous=FULL,
+// fsynced) before inTx returns; any error rolls everything back.
+func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	// Queue our writers first-come first-served: database/sql hands a freed
+	// connection to a random waiter, which under load turns into seconds of
+	// tail latency for an unlucky inbox request.
+	select {
+	case db.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-db.turn }()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return errors.Join(withCtxErr(ctx, err), ignoreDone(tx.Rollback()))
+	}
+	if err := tx.Commit(); err != nil {
+		return withCtxErr(ctx, fmt.Errorf("store: commit: %w", err))
+	}
+	return nil
+}
+
+// withCtxErr makes a failure caused by the caller's cancellation say so:
+// database/sql reports it as a closed statement or transaction instead.
+func withCtxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	return err
+}
+
+// ignoreDone hides the rollback error database/sql reports when the
+// context already ended the transaction.
+func ignoreDone(err error) error {
+	if errors.Is(err, sql.ErrTxDone) {
+		return nil
+	}
+	return err
+}
+
+func (db *DB) nowMicros() int64 { return db.now().UTC().UnixMicro() }
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+// aad binds a ciphertext to its row: a payload copied to another exchange
+// (or another flow or key) fails to authenticate.
+func aad(id string, flow refbridge.Flow, key string) []byte {
+	return []byte("refbridge/exchange/v1\x00" + id + "\x00" + string(flow) + "\x00" + key)
+}
+
+// errStore wraps a database failure as an internal application error,
+// keeping the cause for errors.Is (context cancellation included).
+func errStore(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *refbridge.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return &refbridge.Error{Code: refbridge.EInternal, Message: "store: " + op, Err: err}
+}
