@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"refbridge"
 	"refbridge/store"
@@ -60,7 +61,11 @@ func (e *Engine) Workers() *river.Workers {
 
 // PeriodicJobs returns the poll and sweep schedules.
 func (e *Engine) PeriodicJobs() []*river.PeriodicJob {
-	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	// One poll (or sweep) at a time, but a finished one never blocks the
+	// next: River's default unique states include completed.
+	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning, rivertype.JobStateScheduled, rivertype.JobStateRetryable,
+	}}}
 	return []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(e.cfg.PollInterval),
 			func() (river.JobArgs, *river.InsertOpts) { return PollArgs{}, unique },

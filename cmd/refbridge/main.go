@@ -11,7 +11,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"refbridge"
 )
 
 // exitUsage is returned for a command line that cannot be understood.
@@ -51,6 +54,12 @@ const usage = `Usage: refbridge COMMAND [ARGS]
 
 Commands:
   version                          print the version and build information
+  demo [--once] [--addr HOST:PORT] [--referrals N]
+                                   run both simulators and the bridge on a temporary
+                                   store with synthetic traffic through all four flows
+  serve --config FILE              run the bridge in production
+  migrate --config FILE            bring the store's schema up to date
+  keys rotate --config FILE        re-encrypt stored payloads under the current key
   sim primero [--addr HOST:PORT]   run the Primero v2 simulator (development and tests)
   sim dtp [--addr HOST:PORT] [--pki DIR]
                                    run the DTP simulator with mutual TLS; writes its
@@ -74,10 +83,33 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdVersion(stdout)
 	case "sim":
 		return cmdSim(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, args[1:], stdout, stderr)
+	case "keys":
+		return cmdKeys(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "profile":
 		return cmdProfile(ctx, args[1:], stdout, stderr)
 	case "map":
 		return cmdMap(ctx, args[1:], stdin, stdout, stderr)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+// explainProblems spells out every problem of an invalid-input error, one
+// per line, for a person fixing a configuration file.
+func explainProblems(err error) error {
+	ps := refbridge.ErrorProblems(err)
+	if len(ps) == 0 {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString(err.Error())
+	for _, p := range ps {
+		fmt.Fprintf(&b, "\n  %s: %s (%s)", p.Field, p.Detail, p.Rule)
+	}
+	return errors.New(b.String())
 }

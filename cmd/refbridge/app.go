@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"refbridge"
+	"refbridge/dtp"
+	"refbridge/engine"
+	"refbridge/primero"
+	"refbridge/profile"
+	"refbridge/server"
+	"refbridge/store"
+)
+
+// appConfig is everything the running bridge is built from; serve fills it
+// from the configuration file, demo from its simulators.
+type appConfig struct {
+	Profile   *profile.Profile
+	StorePath string
+	Keys      *store.Keyring
+	Retention time.Duration
+
+	Primero primero.Config
+	DTP     dtp.Config
+
+	InboundTokens []string
+	WebhookKeys   []string
+	MaxBodyBytes  int64
+
+	PollInterval, PollOverlap time.Duration
+	MaxAttempts, Workers      int
+	Logger                    *slog.Logger
+}
+
+// app is a wired bridge: store, engine and its queue, inbound API.
+type app struct {
+	log    *slog.Logger
+	db     *store.DB
+	engine *engine.Engine
+	queue  *river.Client[*sql.Tx]
+	server *server.Server
+}
+
+func newApp(ctx context.Context, c appConfig) (*app, error) {
+	db, err := store.Open(ctx, store.Config{Path: c.StorePath, Keys: c.Keys, Retention: c.Retention, Logger: c.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", c.StorePath, err)
+	}
+	a, err := wire(db, c)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func wire(db *store.DB, c appConfig) (*app, error) {
+	pc, err := primero.New(c.Primero)
+	if err != nil {
+		return nil, fmt.Errorf("primero client: %w", err)
+	}
+	dc, err := dtp.New(c.DTP)
+	if err != nil {
+		return nil, fmt.Errorf("dtp client: %w", err)
+	}
+	eng, err := engine.New(engine.Config{
+		Profile: c.Profile, Store: db, Primero: pc, DTP: dc, Logger: c.Logger,
+		Retry:        refbridge.RetryPolicy{MaxAttempts: c.MaxAttempts, BaseDelay: time.Second, MaxDelay: 10 * time.Minute},
+		PollInterval: c.PollInterval, PollOverlap: c.PollOverlap,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// River's own budget is only a backstop for refbridge failures (the
+	// store unreachable); peer failures are counted by the engine, which
+	// dead-letters with a reason long before.
+	queue, err := db.NewQueue(store.QueueConfig{Workers: eng.Workers(), PeriodicJobs: eng.PeriodicJobs(),
+		MaxWorkers: c.Workers, MaxAttempts: 25, Logger: c.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	// Not unique: a scan is idempotent, and a webhook for a change made
+	// while an earlier scan of the case runs must not be dropped.
+	eng.SetTrigger(func(ctx context.Context, recordID string) error {
+		_, err := queue.Insert(ctx, engine.ScanCaseArgs{RecordID: recordID}, nil)
+		return err
+	})
+	srv, err := server.New(server.Config{
+		Tokens: c.InboundTokens, WebhookKeys: c.WebhookKeys, MaxBodyBytes: c.MaxBodyBytes,
+		Inbox: db, Validator: engine.Validator{Profile: c.Profile}, Trigger: triggerOrNil(eng, c.WebhookKeys), Logger: c.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbound API: %w", err)
+	}
+	return &app{log: c.Logger, db: db, engine: eng, queue: queue, server: srv}, nil
+}
+
+// triggerOrNil leaves the webhook route off when no webhook key is set.
+func triggerOrNil(eng *engine.Engine, keys []string) server.Trigger {
+	if len(keys) == 0 {
+		return nil
+	}
+	return eng
+}
+
+// run serves ln and works the queue until ctx ends, then stops taking
+// requests, lets in-flight jobs finish (or, after a grace period, cancels
+// them; an interrupted exchange is simply worked again at next start) and
+// closes the store.
+func (a *app) run(ctx context.Context, ln net.Listener) error {
+	if err := a.queue.Start(ctx); err != nil {
+		return fmt.Errorf("start queue: %w", err)
+	}
+	hs := a.server.HTTPServer(ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+	}
+	grace, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	hs.Shutdown(grace)
+	if err := a.queue.Stop(grace); err != nil {
+		a.log.Warn("queue did not stop in time; cancelling in-flight jobs", "code", string(refbridge.ErrorCodeOf(err)))
+		hard, cancelHard := context.WithTimeout(context.Background(), 5*time.Second)
+		a.queue.StopAndCancel(hard)
+		cancelHard()
+	}
+	if err := a.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
