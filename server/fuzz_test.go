@@ -2,19 +2,26 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"refbridge"
+	"refbridge/store"
 )
 
-// FuzzInterventionsHandler posts arbitrary bodies to the F1 route, twice.
-// Whatever the body: no panic, no 5xx (the Inbox never fails here), the
-// Inbox never gets an item without a key or a key twice in one call, a
-// refused body stores nothing, a 200 answer accounts for every item, and
-// the second post of the same body is never accepted or updated again.
+// FuzzInterventionsHandler posts arbitrary bodies to the F1 route, twice,
+// through the real store and the Gambella validator. Whatever the body: no
+// panic, no 5xx (a store that refuses what the handler hands it, e.g. a
+// blank key, surfaces as one), nothing stored without a usable key, no key
+// handed over twice in one call, every item stored in contract (JSON
+// payload, rejected exactly when it has problems), a refused body stores
+// nothing, a 200 answer accounts for every item, and the second post of
+// the same body is never accepted or updated again and changes nothing.
 func FuzzInterventionsHandler(f *testing.F) {
 	// Small seeds: the mutator and the minimizer work byte by byte, and the
 	// 9 KB interventions fixture made one minimization take the whole run.
@@ -28,18 +35,20 @@ func FuzzInterventionsHandler(f *testing.F) {
 	f.Add([]byte(`{"interventions":[{"progres_interventionnumber":"N\u0000"}]}`))
 	f.Add([]byte("{\"interventions\":[{\"progres_interventionnumber\":\"\xff\"}]}"))
 	f.Add([]byte(`[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]`))
-	// One server per fuzz worker, with a fresh inbox per input: building a
-	// server per input halved the rate, and minimization runs thousands.
-	inbox := newMemInbox()
-	h := newHarness(f, inbox, func(c *Config) { c.MaxBodyBytes = 64 << 10 })
+	// One server and one store per fuzz worker (opening a store per input
+	// would cost more than the input): inputs see what earlier ones stored,
+	// so each post is checked against what it changed, found by the store's
+	// clock (see storeClock.mark).
+	db := newStore(f)
+	h := newHarness(f, db, func(c *Config) { c.MaxBodyBytes = 64 << 10 })
 	f.Fuzz(func(t *testing.T, body []byte) {
-		inbox.reset()
 		h.reset()
+		before := db.clock.mark()
 		first := h.postDTP(t, RouteInterventions, body, tokenA)
-		checkFuzzAnswer(t, h, inbox, body, first)
-		calls, _ := h.inbox.snapshot()
+		checkFuzzAnswer(t, db, body, first, before)
+		again := db.clock.mark()
 		second := h.postDTP(t, RouteInterventions, body, tokenA)
-		checkFuzzAnswer(t, h, inbox, body, second)
+		checkFuzzAnswer(t, db, body, second, again)
 		if first.status != second.status {
 			t.Fatalf("the same body got %d then %d", first.status, second.status)
 		}
@@ -48,8 +57,9 @@ func FuzzInterventionsHandler(f *testing.F) {
 			if resp.Accepted != 0 || resp.Updated != 0 {
 				t.Fatalf("a re-post was processed again: %+v", resp.counts)
 			}
-		} else if again, _ := h.inbox.snapshot(); again != calls {
-			t.Fatalf("a refused body reached the inbox")
+			if changed := changedSince(t, db, resultKeys(resp), again); len(changed) > 0 {
+				t.Fatalf("a re-post changed %d stored items", len(changed))
+			}
 		}
 		if strings.Contains(h.logs.String(), "panicked") {
 			t.Fatalf("the handler panicked")
@@ -57,30 +67,22 @@ func FuzzInterventionsHandler(f *testing.F) {
 	})
 }
 
-func checkFuzzAnswer(t *testing.T, h *harness, inbox *memInbox, body []byte, r reply) {
+// checkFuzzAnswer checks one answer, and what the post changed in the
+// store: the exchanges written at or after since.
+func checkFuzzAnswer(t *testing.T, db *testStore, body []byte, r reply, since time.Time) {
 	t.Helper()
 	if r.status >= 500 {
-		t.Fatalf("status %d for a body that the inbox never refused: %s", r.status, r.body)
-	}
-	if v := inbox.contractViolations(); len(v) > 0 {
-		t.Fatalf("the inbox got items out of contract: %v", v)
+		t.Fatalf("status %d: the handler failed or handed the store something it refused: %s", r.status, r.body)
 	}
 	if r.status != http.StatusOK {
 		errorAnswer(t, r)
-		if calls, _ := h.inbox.snapshot(); calls != 0 && !json.Valid(body) {
-			t.Fatalf("invalid JSON reached the inbox")
+		if changed := changedSince(t, db, bodyKeys(body), since); len(changed) > 0 {
+			t.Fatalf("a refused body stored %d items", len(changed))
 		}
 		return
 	}
 	resp := batchAnswer(t, r)
-	_, stored := h.inbox.snapshot()
-	keys := map[string]bool{}
-	for _, in := range stored {
-		if strings.TrimSpace(in.Key) == "" || !validKey(in.Key) {
-			t.Fatalf("stored an item without a usable key: %q", in.Key)
-		}
-		keys[in.Key] = true
-	}
+	leads := map[string]int{} // exchange id → index of the result it was stored under
 	for i, res := range resp.Results {
 		if res.Index != i {
 			t.Fatalf("result %d has index %d", i, res.Index)
@@ -90,13 +92,52 @@ func checkFuzzAnswer(t *testing.T, h *harness, inbox *memInbox, body []byte, r r
 			t.Fatalf("result %d rejected without a reason", i)
 		case res.Outcome != refbridge.IntakeRejected && (res.ExchangeID == "" || len(res.Problems) != 0):
 			t.Fatalf("result %d: %+v", i, res)
-		case res.ExchangeID != "" && !keys[res.Key]:
-			t.Fatalf("result %d names exchange %s for a key never stored", i, res.ExchangeID)
 		}
 		for _, p := range res.Problems {
 			if p.Field == "" || p.Rule == "" || p.Detail == "" || !strings.HasPrefix(p.Field, "interventions[") {
 				t.Fatalf("result %d: vague problem %+v", i, p)
 			}
+		}
+		if res.ExchangeID == "" {
+			continue
+		}
+		if !usableKey(res.Key) {
+			t.Fatalf("result %d: stored under an unusable key %q", i, res.Key)
+		}
+		ex, err := db.GetByKey(context.Background(), refbridge.FlowIntervention, res.Key)
+		if err != nil || ex.ID != res.ExchangeID {
+			t.Fatalf("result %d names exchange %s for key %q; the store has %q (%v)", i, res.ExchangeID, res.Key, ex.ID, err)
+		}
+		// Rows of one intervention share its exchange: the first is stored,
+		// the others fold into it. Two unfolded rows on one exchange mean
+		// the key was handed to the store twice in one call.
+		if res.FoldedInto == nil {
+			if j, ok := leads[res.ExchangeID]; ok {
+				t.Fatalf("results %d and %d were both stored as exchange %s", j, i, res.ExchangeID)
+			}
+			leads[res.ExchangeID] = i
+		}
+	}
+	for i, res := range resp.Results {
+		if res.FoldedInto != nil {
+			if j, ok := leads[res.ExchangeID]; !ok || j != *res.FoldedInto {
+				t.Fatalf("result %d folds into %d, which was not stored as exchange %s", i, *res.FoldedInto, res.ExchangeID)
+			}
+		}
+	}
+	named := resultKeys(resp)
+	for _, ex := range changedSince(t, db, named, since) {
+		switch {
+		case !slices.Contains(named, ex.Key):
+			t.Fatalf("stored key %q that no result names", ex.Key)
+		case !usableKey(ex.Key):
+			t.Fatalf("stored an item without a usable key: %q", ex.Key)
+		case !json.Valid(ex.Payload):
+			t.Fatalf("stored %q with a payload that is not JSON", ex.Key)
+		case ex.State != refbridge.StateReceived && ex.State != refbridge.StateRejected:
+			t.Fatalf("stored %q as %s", ex.Key, ex.State)
+		case (ex.State == refbridge.StateRejected) != (len(ex.Problems) > 0):
+			t.Fatalf("stored %q as %s with %d problems", ex.Key, ex.State, len(ex.Problems))
 		}
 	}
 	var top struct {
@@ -108,4 +149,60 @@ func checkFuzzAnswer(t *testing.T, h *harness, inbox *memInbox, body []byte, r r
 	if bytes.Contains(r.body, []byte(`"outcome":""`)) {
 		t.Fatalf("empty outcome in %s", r.body)
 	}
+}
+
+// usableKey reports whether a stored key can be echoed and correlated.
+func usableKey(k string) bool { return k == strings.TrimSpace(k) && validKey(k) }
+
+// changedSince returns, with their payloads, the exchanges written at or
+// after since: those created since, and those under keys updated since.
+func changedSince(t *testing.T, db *testStore, keys []string, since time.Time) []refbridge.Exchange {
+	t.Helper()
+	keys = slices.Clone(keys)
+	for _, ex := range db.list(t, store.Filter{Flow: refbridge.FlowIntervention, Since: since}) {
+		keys = append(keys, ex.Key)
+	}
+	slices.Sort(keys)
+	var changed []refbridge.Exchange
+	for _, k := range slices.Compact(keys) {
+		ex, err := db.GetByKey(context.Background(), refbridge.FlowIntervention, k)
+		switch {
+		case refbridge.ErrorCodeOf(err) == refbridge.ENotFound:
+		case err != nil:
+			t.Fatalf("store: %q: %v", k, err)
+		case !ex.UpdatedAt.Before(since):
+			changed = append(changed, ex)
+		}
+	}
+	return changed
+}
+
+// resultKeys are the keys a batch answer says were stored.
+func resultKeys(resp batchResponse) []string {
+	var keys []string
+	for _, res := range resp.Results {
+		if res.ExchangeID != "" && !slices.Contains(keys, res.Key) {
+			keys = append(keys, res.Key)
+		}
+	}
+	return keys
+}
+
+// bodyKeys reads the intervention numbers of a body's items, as far as the
+// body can be read, trimmed as the handler trims them: the keys under which
+// a post of it could have changed something already stored.
+func bodyKeys(body []byte) []string {
+	var top struct {
+		Interventions []json.RawMessage `json:"interventions"`
+	}
+	if json.Unmarshal(body, &top) != nil {
+		return nil
+	}
+	var keys []string
+	for _, raw := range top.Interventions {
+		if k := lenientKey(raw, "progres_interventionnumber"); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }

@@ -10,13 +10,16 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"refbridge"
+	"refbridge/engine"
+	"refbridge/profile"
+	"refbridge/store"
 )
 
 // Test tokens and keys; test values, not secrets.
@@ -33,212 +36,186 @@ func personalValues() []string {
 		"Givenname Two", "Familyname Three", "2016-07-01", "2012-11-20", "+000000000003", "Test Plot 6"}
 }
 
-// inboxFactory makes a fresh, empty Inbox for one test.
+// storeEpoch is where every test store's clock starts.
+var storeEpoch = time.Date(2024, 5, 10, 12, 0, 0, 0, time.UTC)
+
+// storeClock is a test store's clock: every reading is 1 ms after the one
+// before. Receive reads it once per call, so the rows one call committed
+// carry an instant no other call's rows carry, and a test can tell what a
+// given request stored.
+type storeClock struct{ ticks atomic.Int64 }
+
+func (c *storeClock) now() time.Time {
+	return storeEpoch.Add(time.Duration(c.ticks.Add(1)) * time.Millisecond)
+}
+
+// mark returns an instant after every reading so far and before every
+// later one: rows stamped at or after it were written after mark was taken.
+func (c *storeClock) mark() time.Time {
+	return storeEpoch.Add(time.Duration(c.ticks.Load())*time.Millisecond + time.Microsecond)
+}
+
+// testStore is the real durable store (encrypted SQLite, River jobs and all)
+// a test runs the handler against, with its clock.
+type testStore struct {
+	*store.DB
+	clock *storeClock
+}
+
+// inboxFactory opens a fresh, empty store for one test; the test's
+// subtests may share it when their items have distinct keys.
 type inboxFactory struct {
 	name string
-	new  func(t *testing.T) Inbox
+	open func(t testing.TB) *testStore
 }
 
-// inboxFactories are the Inbox implementations the handler tests run
-// against. The store-backed one is added here once store/ lands, e.g.
-// {"sqlite", func(t *testing.T) Inbox { return store.OpenTest(t) }}.
+// inboxFactories are the stores the handler tests run against: SQLite
+// today; the PostgreSQL dialect (issue #7) is one more entry.
 func inboxFactories() []inboxFactory {
-	return []inboxFactory{{"mem", func(*testing.T) Inbox { return newMemInbox() }}}
+	return []inboxFactory{{"sqlite", openSQLiteStore}}
 }
 
-// forEachInbox runs fn once per Inbox implementation, as parallel subtests.
-func forEachInbox(t *testing.T, fn func(t *testing.T, newInbox func(t *testing.T) Inbox)) {
+// newStore opens a fresh store of the first kind, for the tests that do not
+// run against every kind.
+func newStore(t testing.TB) *testStore {
+	t.Helper()
+	return inboxFactories()[0].open(t)
+}
+
+// openSQLiteStore opens a fresh SQLite store in t's temporary directory
+// under a generated keyring, closed when t ends.
+func openSQLiteStore(t testing.TB) *testStore {
+	t.Helper()
+	keys, _, err := store.GenerateKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &storeClock{}
+	db, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "refbridge.db"), Keys: keys, Now: clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return &testStore{DB: db, clock: clock}
+}
+
+// forEachInbox runs fn once per kind of store, as parallel subtests; open
+// opens a fresh store of that kind.
+func forEachInbox(t *testing.T, fn func(t *testing.T, open func(testing.TB) *testStore)) {
 	t.Helper()
 	for _, f := range inboxFactories() {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
-			fn(t, f.new)
+			fn(t, f.open)
 		})
 	}
 }
 
-// memInbox is a faithful in-memory Inbox: an exchange per flow+key,
-// deduplicated by content hash, all-or-nothing per call. It refuses calls
-// that break the contract (blank key or hash, a key twice in one call) and
-// records them in violations so that the fuzz target can assert on them.
-type memInbox struct {
-	mu         sync.Mutex
-	exchanges  map[string]*memExchange
-	seq        int
-	violations []string
+// exchange returns what the store holds for flow and key, failing t if it
+// holds nothing.
+func (s *testStore) exchange(t testing.TB, flow refbridge.Flow, key string) refbridge.Exchange {
+	t.Helper()
+	ex, err := s.GetByKey(context.Background(), flow, key)
+	if err != nil {
+		t.Fatalf("store: %s %q: %v", flow, key, err)
+	}
+	return ex
 }
 
-type memExchange struct {
-	id       string
-	hash     string
-	state    refbridge.ExchangeState
-	payload  []byte
-	problems []refbridge.Problem
-	versions int
-}
-
-func newMemInbox() *memInbox { return &memInbox{exchanges: map[string]*memExchange{}} }
-
-func (m *memInbox) Receive(ctx context.Context, items []refbridge.Inbound) ([]refbridge.Intake, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	seen := map[string]bool{}
-	for i, in := range items {
-		id := string(in.Flow) + "\x00" + in.Key
-		var bad string
-		switch {
-		case in.Flow == "" || strings.TrimSpace(in.Key) == "" || in.ContentHash == "":
-			bad = "item without flow, key or hash"
-		case seen[id]:
-			bad = "key twice in one call"
-		case !json.Valid(in.Payload):
-			bad = "payload is not JSON"
-		case in.State != refbridge.StateReceived && in.State != refbridge.StateRejected:
-			bad = "state " + string(in.State)
-		case (in.State == refbridge.StateRejected) != (len(in.Problems) > 0):
-			bad = "rejected state and problems disagree"
-		}
-		if bad != "" {
-			m.violations = append(m.violations, fmt.Sprintf("item %d: %s", i, bad))
-			return nil, refbridge.Errorf(refbridge.EInternal, "mem inbox: item %d: %s", i, bad)
-		}
-		seen[id] = true
-	}
-	out := make([]refbridge.Intake, len(items))
-	for i, in := range items {
-		id := string(in.Flow) + "\x00" + in.Key
-		ex := m.exchanges[id]
-		switch {
-		case ex != nil && ex.hash == in.ContentHash:
-			out[i] = refbridge.Intake{ExchangeID: ex.id, Outcome: refbridge.IntakeDuplicate}
-			continue
-		case ex == nil:
-			m.seq++
-			ex = &memExchange{id: fmt.Sprintf("ex-%06d", m.seq)}
-			m.exchanges[id] = ex
-			out[i] = refbridge.Intake{ExchangeID: ex.id, Outcome: refbridge.IntakeAccepted}
+// assertAbsent fails t if the store holds anything for flow under one of keys.
+func (s *testStore) assertAbsent(t testing.TB, flow refbridge.Flow, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		switch ex, err := s.GetByKey(context.Background(), flow, k); refbridge.ErrorCodeOf(err) {
+		case refbridge.ENotFound:
+		case "":
+			t.Errorf("store holds %s %q (exchange %s, %s); nothing should have been stored", flow, k, ex.ID, ex.State)
 		default:
-			out[i] = refbridge.Intake{ExchangeID: ex.id, Outcome: refbridge.IntakeUpdated}
+			t.Fatalf("store: %s %q: %v", flow, k, err)
 		}
-		if in.State == refbridge.StateRejected {
-			out[i].Outcome = refbridge.IntakeRejected
-		}
-		ex.hash, ex.state, ex.payload, ex.problems = in.ContentHash, in.State, slices.Clone(in.Payload), in.Problems
-		ex.versions++
 	}
-	return out, nil
 }
 
-// contractViolations returns the calls refused as out of contract.
-func (m *memInbox) contractViolations() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.violations)
+// list returns the exchanges f selects, newest first, and how many there are.
+func (s *testStore) list(t testing.TB, f store.Filter) []refbridge.Exchange {
+	t.Helper()
+	exs, total, err := s.List(context.Background(), f)
+	if err != nil {
+		t.Fatalf("store: list: %v", err)
+	}
+	if f.Limit <= 0 && total != len(exs) {
+		t.Fatalf("store: list returned %d of %d", len(exs), total)
+	}
+	return exs
 }
 
-// reset forgets everything stored.
-func (m *memInbox) reset() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.exchanges, m.seq, m.violations = map[string]*memExchange{}, 0, nil
+// all returns every exchange in the store, newest first.
+func (s *testStore) all(t testing.TB) []refbridge.Exchange {
+	t.Helper()
+	return s.list(t, store.Filter{})
 }
 
-// get returns the exchange stored for flow and key, or nil.
-func (m *memInbox) get(flow refbridge.Flow, key string) *memExchange {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.exchanges[string(flow)+"\x00"+key]
+// createdWith returns the exchanges created by the Receive call that
+// created ex (the store's clock gives each call an instant of its own).
+func (s *testStore) createdWith(t testing.TB, ex refbridge.Exchange) []refbridge.Exchange {
+	t.Helper()
+	return s.list(t, store.Filter{Since: ex.CreatedAt, Until: ex.CreatedAt.Add(time.Microsecond)})
 }
 
-func (m *memInbox) len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.exchanges)
-}
-
-// recordingInbox wraps any Inbox and records the calls that succeeded, so
-// tests can assert "never called" and "nothing stored" whatever the Inbox.
-type recordingInbox struct {
+// failingInbox is fault injection on top of the real store, for the failures
+// a healthy SQLite file cannot be made to produce on demand (a locked or
+// full database, a store answering out of contract). While err is set,
+// Receive fails with it before reaching the store, which stays untouched;
+// when answer is set, the store commits the batch for real and answer
+// rewrites what it answered. Otherwise it is the store.
+type failingInbox struct {
 	Inbox
 	mu     sync.Mutex
-	calls  int
-	stored []refbridge.Inbound
+	err    error
+	answer func([]refbridge.Intake) []refbridge.Intake
 }
 
-func (r *recordingInbox) Receive(ctx context.Context, items []refbridge.Inbound) ([]refbridge.Intake, error) {
-	r.mu.Lock()
-	r.calls++
-	r.mu.Unlock()
-	out, err := r.Inbox.Receive(ctx, items)
-	if err == nil {
-		r.mu.Lock()
-		r.stored = append(r.stored, items...)
-		r.mu.Unlock()
+// fail sets the error Receive fails with (nil: none).
+func (f *failingInbox) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
+func (f *failingInbox) Receive(ctx context.Context, items []refbridge.Inbound) ([]refbridge.Intake, error) {
+	f.mu.Lock()
+	err, answer := f.err, f.answer
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out, err := f.Inbox.Receive(ctx, items)
+	if err == nil && answer != nil {
+		out = answer(out)
 	}
 	return out, err
 }
 
-func (r *recordingInbox) snapshot() (calls int, stored []refbridge.Inbound) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.calls, slices.Clone(r.stored)
-}
+// validatorNow is the date the validator computes ages on. It is fixed so
+// that the fixture child's age, and with it every answer, never changes.
+var validatorNow = time.Date(2024, 5, 10, 12, 0, 0, 0, time.UTC)
 
-// failingInbox fails every call with err, storing nothing.
-type failingInbox struct{ err error }
+// gambella is the embedded pilot profile, loaded once.
+var gambella = sync.OnceValues(func() (*profile.Profile, error) { return profile.Load("gambella") })
 
-func (f failingInbox) Receive(context.Context, []refbridge.Inbound) ([]refbridge.Intake, error) {
-	return nil, f.err
-}
-
-// testValidator is a tiny profile: an intervention needs a family name and a
-// service type from a short list; rows of one intervention that differ only
-// in the language or specific-need join fold into one; a decision needs a
-// known review decision.
-type testValidator struct{}
-
-func (testValidator) Interventions(rows []refbridge.Intervention) ([]refbridge.Intervention, [][]refbridge.Problem) {
-	var out []refbridge.Intervention
-	var probs [][]refbridge.Problem
-	for _, r := range rows {
-		if slices.ContainsFunc(out, func(o refbridge.Intervention) bool { return sameBeyondJoins(o, r) }) {
-			continue
-		}
-		out = append(out, r)
-		var ps []refbridge.Problem
-		if strings.TrimSpace(r.FamilyName) == "" {
-			ps = append(ps, refbridge.Problem{Field: "individuals.progres_familyname", Rule: "required", Detail: "is required by the profile and is missing or empty"})
-		}
-		switch r.InterventionType {
-		case "Alternative Care", "BID", "BIA", "Family Tracing and Reunification":
-		default:
-			ps = append(ps, refbridge.Problem{Field: "interventiontype.progres_description", Rule: "unknown_code",
-				Detail: fmt.Sprintf("intervention type %q is not in the profile's service table", r.InterventionType)})
-		}
-		probs = append(probs, ps)
+// newValidator is the real edge validator, as production wires it: the
+// pilot profile and the mappings the engine runs.
+func newValidator(t testing.TB) engine.Validator {
+	t.Helper()
+	p, err := gambella()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out, probs
-}
-
-// sameBeyondJoins reports whether a and b differ only in the join fields.
-func sameBeyondJoins(a, b refbridge.Intervention) bool {
-	for _, iv := range []*refbridge.Intervention{&a, &b} {
-		iv.Language, iv.LanguageReadLevel, iv.LanguageWriteLevel, iv.LanguageSpeakLevel = nil, "", "", ""
-		iv.LanguageComprehension, iv.LanguageMotherTongue = "", ""
-		iv.SpecificNeedCategory, iv.SpecificNeedSubcategory, iv.SpecificNeedCode, iv.SpecificNeedSubcode = nil, nil, "", ""
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func (testValidator) Decision(d refbridge.ReferralDecision) []refbridge.Problem {
-	switch d.ReviewDecision {
-	case "125080000", "125080001":
-		return nil
-	}
-	return []refbridge.Problem{{Field: "progres_reviewdecision", Rule: "unknown_code", Detail: "the review decision code is not in the profile's table"}}
+	return engine.Validator{Profile: p, Now: func() time.Time { return validatorNow }}
 }
 
 // triggerRecorder records the case ids the webhook triggered.
@@ -285,16 +262,13 @@ func (b *syncBuffer) String() string {
 // harness is a Server under test with its collaborators.
 type harness struct {
 	srv     *Server
-	inbox   *recordingInbox
+	db      *testStore
 	trigger *triggerRecorder
 	logs    *syncBuffer
 }
 
-// reset forgets the recorded calls, triggers and logs.
+// reset forgets the recorded triggers and logs (the store keeps everything).
 func (h *harness) reset() {
-	h.inbox.mu.Lock()
-	h.inbox.calls, h.inbox.stored = 0, nil
-	h.inbox.mu.Unlock()
 	h.trigger.mu.Lock()
 	h.trigger.ids = nil
 	h.trigger.mu.Unlock()
@@ -303,17 +277,17 @@ func (h *harness) reset() {
 	h.logs.mu.Unlock()
 }
 
-// newHarness builds a Server over inbox with both test tokens, the webhook
-// key, the test validator and a JSON log captured in memory. mod may adjust
-// the Config.
-func newHarness(t testing.TB, inbox Inbox, mod func(*Config)) *harness {
+// newHarness builds a Server over the real store db and the real Gambella
+// validator, with test token A, the webhook key and a JSON log captured in
+// memory. mod may adjust the Config (e.g. wrap Inbox in a failingInbox).
+func newHarness(t testing.TB, db *testStore, mod func(*Config)) *harness {
 	t.Helper()
-	h := &harness{inbox: &recordingInbox{Inbox: inbox}, trigger: &triggerRecorder{}, logs: &syncBuffer{}}
+	h := &harness{db: db, trigger: &triggerRecorder{}, logs: &syncBuffer{}}
 	cfg := Config{
 		Tokens:      []string{tokenA},
 		WebhookKeys: []string{webhookKey},
-		Inbox:       h.inbox,
-		Validator:   testValidator{},
+		Inbox:       db.DB,
+		Validator:   newValidator(t),
 		Trigger:     h.trigger,
 		Logger:      slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
@@ -338,7 +312,13 @@ type reply struct {
 // do sends one request to the handler. Headers are given as name, value pairs.
 func (h *harness) do(t testing.TB, method, path string, body []byte, headers ...string) reply {
 	t.Helper()
-	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	return h.doContext(t, context.Background(), method, path, body, headers...)
+}
+
+// doContext is do with the request's context.
+func (h *harness) doContext(t testing.TB, ctx context.Context, method, path string, body []byte, headers ...string) reply {
+	t.Helper()
+	req := httptest.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 	}
@@ -466,5 +446,28 @@ func rules(ps []refbridge.Problem) []string {
 	for i, p := range ps {
 		out[i] = p.Field + ":" + p.Rule
 	}
+	return out
+}
+
+// withNumber returns a copy of an intervention item under another
+// intervention number.
+func withNumber(t testing.TB, item map[string]any, number string) map[string]any {
+	t.Helper()
+	out := clone(t, item)
+	out["progres_interventionnumber"] = number
+	return out
+}
+
+// orgReferralID returns the n-th well-formed org-referral id
+// ("<case_id>#<12 hex digits>"); tests sharing a store use distinct n.
+func orgReferralID(n int) string {
+	return fmt.Sprintf("c0c0c0c0-0000-4000-8000-%012x#0a1b2c3d4e5f", n)
+}
+
+// withOrgReferralID returns a copy of a decision item for another referral.
+func withOrgReferralID(t testing.TB, item map[string]any, id string) map[string]any {
+	t.Helper()
+	out := clone(t, item)
+	out["progres_orgreferralid"] = id
 	return out
 }

@@ -20,7 +20,7 @@ import (
 // are refused at start; defaults are filled in.
 func TestNew(t *testing.T) {
 	t.Parallel()
-	ok := Config{Tokens: []string{tokenA}, Inbox: newMemInbox(), Validator: testValidator{}}
+	ok := Config{Tokens: []string{tokenA}, Inbox: newStore(t).DB, Validator: newValidator(t)}
 	tests := []struct {
 		name    string
 		mod     func(*Config)
@@ -58,7 +58,7 @@ func TestNew(t *testing.T) {
 // every answer carries the security headers and a request id.
 func TestRoutes(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, newMemInbox(), nil)
+	h := newHarness(t, newStore(t), nil)
 	dtp := []string{"Content-Type", "application/json", "Authorization", "Bearer " + tokenA}
 	hook := []string{"Content-Type", "application/json", "X-Api-Key", webhookKey}
 	tests := []struct {
@@ -145,7 +145,7 @@ func TestHTTPStatus(t *testing.T) {
 // duration; the caller's request id is kept when it is a plain token.
 func TestRequestLog(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, newMemInbox(), func(c *Config) {
+	h := newHarness(t, newStore(t), func(c *Config) {
 		clock := time.Date(2024, 5, 10, 12, 0, 0, 0, time.UTC)
 		c.Now = func() time.Time { clock = clock.Add(7 * time.Millisecond); return clock }
 	})
@@ -160,8 +160,8 @@ func TestRequestLog(t *testing.T) {
 		t.Fatalf("%d log lines: %s", len(lines), h.logs.String())
 	}
 	want := map[string]any{"msg": "http request", "request_id": "dtp-req-42", "route": "POST " + RouteInterventions,
-		"status": float64(200), "request_type": f1, "received": float64(3), "stored": float64(3), "accepted": float64(1),
-		"duplicate": float64(0), "updated": float64(0), "rejected": float64(2), "duration": float64(7 * time.Millisecond)}
+		"status": float64(200), "request_type": f1, "received": float64(3), "stored": float64(3), "accepted": float64(2),
+		"duplicate": float64(0), "updated": float64(0), "rejected": float64(1), "duration": float64(7 * time.Millisecond)}
 	for k, v := range want {
 		if !reflect.DeepEqual(lines[0][k], v) {
 			t.Errorf("log %s = %v, want %v", k, lines[0][k], v)
@@ -192,8 +192,9 @@ func logLines(t testing.TB, s string) []map[string]any {
 // person's value.
 func TestNoPersonalDataLeaks(t *testing.T) {
 	t.Parallel()
-	forEachInbox(t, func(t *testing.T, newInbox func(*testing.T) Inbox) {
-		h := newHarness(t, newInbox(t), nil)
+	forEachInbox(t, func(t *testing.T, open func(testing.TB) *testStore) {
+		db := open(t)
+		h := newHarness(t, db, nil)
 		items := fixtureItems(t, "dtp-interventions-inbound.json")
 		wrongType := clone(t, items[0])
 		wrongType["individuals.progres_dateofbirth"] = []any{"2014-03-15"}
@@ -225,7 +226,9 @@ func TestNoPersonalDataLeaks(t *testing.T) {
 		for _, b := range [][]byte{webhookBody(t, "case", caseID), webhookBody(t, "Testchild", caseID), webhookBody(t, "case", "Fixture")} {
 			out.Write(h.do(t, http.MethodPost, RoutePrimeroWebhook, b, "Content-Type", "application/json", "X-Api-Key", webhookKey).body)
 		}
-		failing := newHarness(t, failingInbox{err: errors.New("Testchild Fixture 2014-03-15")}, nil)
+		failing := newHarness(t, db, func(c *Config) {
+			c.Inbox = &failingInbox{Inbox: c.Inbox, err: errors.New("Testchild Fixture 2014-03-15")}
+		})
 		out.Write(failing.postDTP(t, RouteInterventions, fixture(t, "dtp-interventions-inbound.json"), tokenA).body)
 
 		assertNoPersonalData(t, "answers", out.Bytes())
@@ -366,7 +369,7 @@ func TestScanBoundsProblems(t *testing.T) {
 	if per[0] != maxIssues+1 || per[-1] != maxIssues+1 {
 		t.Errorf("issues per item %v, want %d each", per, maxIssues+1)
 	}
-	h := newHarness(t, newMemInbox(), nil)
+	h := newHarness(t, newStore(t), nil)
 	body := []byte(strings.Replace(sb.String(), `"__query_params":{`+strings.Repeat(`"a":1,`, 5000)+`"a":1}`, `"__query_params":{}`, 1))
 	resp := batchAnswer(t, h.postDTP(t, RouteInterventions, body, tokenA))
 	if resp.Rejected != 1 || len(resp.Results[0].Problems) != maxIssues+1 {

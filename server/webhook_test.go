@@ -71,10 +71,12 @@ func TestWebhook(t *testing.T) {
 		{"repeated record_id", []byte(`{"data":{"record_type":"case","record_id":"` + caseID + `","record_id":"` + caseID + `"}}`), []string{"X-Api-Key", webhookKey}, http.StatusBadRequest, "$:invalid_json"},
 		{"deep", []byte(`{"data":{"record_type":"case","record_id":"` + caseID + `","x":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}}`), []string{"X-Api-Key", webhookKey}, http.StatusBadRequest, "$:invalid_json"},
 	}
+	// A webhook stores nothing: the cases share one store, which stays empty.
+	db := newStore(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, newMemInbox(), nil)
+			h := newHarness(t, db, nil)
 			r := h.do(t, http.MethodPost, RoutePrimeroWebhook, tt.body, append(slices.Clone(ct), tt.headers...)...)
 			if r.status != tt.status {
 				t.Fatalf("status %d, want %d; %s", r.status, tt.status, r.body)
@@ -97,8 +99,8 @@ func TestWebhook(t *testing.T) {
 			}
 			assertNoPersonalData(t, "answer", r.body)
 			assertNoPersonalData(t, "log", []byte(h.logs.String()))
-			if calls, _ := h.inbox.snapshot(); calls != 0 {
-				t.Errorf("a webhook must not store anything")
+			if all := db.all(t); len(all) != 0 {
+				t.Errorf("a webhook must not store anything; the store holds %d exchanges", len(all))
 			}
 		})
 	}
@@ -116,10 +118,11 @@ func TestWebhookTriggerFailure(t *testing.T) {
 		{"transient", &refbridge.Error{Code: refbridge.ETransient, Message: "queue full"}, http.StatusServiceUnavailable},
 		{"internal", &refbridge.Error{Code: refbridge.EInternal, Message: "broken"}, http.StatusInternalServerError},
 	}
+	db := newStore(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, newMemInbox(), nil)
+			h := newHarness(t, db, nil)
 			h.trigger.err = tt.err
 			r := h.do(t, http.MethodPost, RoutePrimeroWebhook, webhookBody(t, "case", caseID), "Content-Type", "application/json", "X-Api-Key", webhookKey)
 			if r.status != tt.status || strings.Contains(string(r.body), "queue full") || strings.Contains(string(r.body), "broken") {
@@ -133,11 +136,12 @@ func TestWebhookTriggerFailure(t *testing.T) {
 // Trigger without keys is refused at start.
 func TestWebhookDisabled(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, newMemInbox(), func(c *Config) { c.Trigger = nil })
+	db := newStore(t)
+	h := newHarness(t, db, func(c *Config) { c.Trigger = nil })
 	if r := h.do(t, http.MethodPost, RoutePrimeroWebhook, webhookBody(t, "case", caseID), "Content-Type", "application/json", "X-Api-Key", webhookKey); r.status != http.StatusNotFound {
 		t.Errorf("status %d", r.status)
 	}
-	if _, err := New(Config{Tokens: []string{tokenA}, Inbox: newMemInbox(), Validator: testValidator{}, Trigger: &triggerRecorder{}}); err == nil {
+	if _, err := New(Config{Tokens: []string{tokenA}, Inbox: db.DB, Validator: newValidator(t), Trigger: &triggerRecorder{}}); err == nil {
 		t.Error("a webhook without keys was accepted")
 	}
 }
@@ -146,7 +150,7 @@ func TestWebhookDisabled(t *testing.T) {
 // by a case update, reaches the trigger; Primero logs the delivery as a success.
 func TestPrimeroSimulatorWebhook(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, newMemInbox(), nil)
+	h := newHarness(t, newStore(t), nil)
 	srv := newHTTPServer(t, h.srv.Handler())
 	sim := primerotest.NewServer(t, primerotest.Options{Webhooks: []primerotest.Webhook{
 		{URL: srv.URL + RoutePrimeroWebhook, Events: []string{"case.update"}, APIKey: webhookKey},

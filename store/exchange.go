@@ -205,8 +205,10 @@ func checkInbound(i int, it refbridge.Inbound) (refbridge.ExchangeState, error) 
 	switch {
 	case !knownFlow(it.Flow):
 		return "", bad("unknown flow %q", it.Flow)
-	case it.Key == "" || len(it.Key) > maxKeyLen:
-		return "", bad("key must be 1-%d bytes", maxKeyLen)
+	case strings.TrimSpace(it.Key) != it.Key || it.Key == "" || len(it.Key) > maxKeyLen:
+		// A key with surrounding blanks would be a second exchange for the
+		// same message; the edge trims keys, so this is a caller's bug.
+		return "", bad("key must be 1-%d bytes without surrounding white space", maxKeyLen)
 	case it.ContentHash == "":
 		return "", bad("content hash is required")
 	}

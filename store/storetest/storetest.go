@@ -373,6 +373,8 @@ func testIntakeInvalidBatchStoresNothing(t *testing.T, open Opener) {
 	}{
 		{"UnknownFlow", refbridge.Inbound{Flow: "F9", Key: "k", ContentHash: "h"}},
 		{"EmptyKey", refbridge.Inbound{Flow: refbridge.FlowIntervention, ContentHash: "h"}},
+		{"BlankKey", refbridge.Inbound{Flow: refbridge.FlowIntervention, Key: "   ", ContentHash: "h"}},
+		{"UntrimmedKey", refbridge.Inbound{Flow: refbridge.FlowIntervention, Key: " TST-1", ContentHash: "h"}},
 		{"EmptyHash", refbridge.Inbound{Flow: refbridge.FlowIntervention, Key: "k"}},
 		{"StateNotInbound", refbridge.Inbound{Flow: refbridge.FlowIntervention, Key: "k", ContentHash: "h", State: refbridge.StateDone}},
 	}
