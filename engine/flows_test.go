@@ -66,13 +66,13 @@ func TestInterventionRedeliveryMergesNotDoubles(t *testing.T) {
 	h.receiveInterventions(iv)
 	first := h.waitFor(refbridge.FlowIntervention, iv.InterventionNumber, refbridge.StateDone)
 
-	if got := h.receiveInterventions(iv); got[0].Outcome != refbridge.IntakeDuplicate {
-		t.Fatalf("re-delivery outcome %q, want duplicate", got[0].Outcome)
+	if got := h.receiveInterventions(iv); got[0] != refbridge.IntakeDuplicate {
+		t.Fatalf("re-delivery outcome %q, want duplicate", got[0])
 	}
 	changed := iv
 	changed.InterventionDesc = "<p>Synthetic updated description</p>"
-	if got := h.receiveInterventions(changed); got[0].Outcome != refbridge.IntakeUpdated {
-		t.Fatalf("changed content outcome %q, want updated", got[0].Outcome)
+	if got := h.receiveInterventions(changed); got[0] != refbridge.IntakeUpdated {
+		t.Fatalf("changed content outcome %q, want updated", got[0])
 	}
 	h.waitFor(refbridge.FlowIntervention, iv.InterventionNumber, refbridge.StateDone)
 

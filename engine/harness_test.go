@@ -2,10 +2,9 @@ package engine_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"refbridge/primero"
 	"refbridge/primero/primerotest"
 	"refbridge/profile"
+	"refbridge/server"
 	"refbridge/store"
 )
 
@@ -41,7 +41,12 @@ type harness struct {
 	queue   *river.Client[*sql.Tx]
 	primero *primerotest.Sim
 	dtp     *dtptest.Sim
+	// bridge is the inbound API DTP posts to, on the same store.
+	bridge *httptest.Server
 }
+
+// bridgeToken is the bearer token the simulated DTP presents.
+const bridgeToken = "test-inbound-token"
 
 type harnessOptions struct {
 	// noQueue leaves the workers stopped; the test drives Process itself.
@@ -91,7 +96,13 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, profile: p, db: db, eng: eng, primero: psim, dtp: dsim}
+	srv, err := server.New(server.Config{Tokens: []string{bridgeToken}, Inbox: db, Validator: engine.Validator{Profile: p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridge := httptest.NewServer(srv.Handler())
+	t.Cleanup(bridge.Close)
+	h := &harness{t: t, profile: p, db: db, eng: eng, primero: psim, dtp: dsim, bridge: bridge}
 	if !o.noQueue {
 		q, err := db.NewQueue(store.QueueConfig{Workers: eng.Workers(), MaxWorkers: 4, JobTimeout: 20 * time.Second})
 		if err != nil {
@@ -124,34 +135,44 @@ func fixture[T any](t *testing.T, name string) T {
 	return v
 }
 
-// receiveInterventions stores rows as DTP's intake would: one exchange per
-// intervention number, its payload the rows of that intervention.
-func (h *harness) receiveInterventions(rows ...refbridge.Intervention) []refbridge.Intake {
+// receiveInterventions has the simulated DTP post rows to the bridge's
+// inbound API and returns the outcome it answered for each row.
+func (h *harness) receiveInterventions(rows ...refbridge.Intervention) []refbridge.IntakeOutcome {
 	h.t.Helper()
-	var items []refbridge.Inbound
-	for _, f := range mapping.FoldInterventions(rows) {
-		var mine []refbridge.Intervention
-		for _, i := range f.Rows {
-			mine = append(mine, rows[i])
-		}
-		items = append(items, engine.InterventionInbound(f.Intervention.InterventionNumber, mine))
-	}
-	out, err := h.db.Receive(context.Background(), items)
+	reply, err := h.dtp.PostInterventions(context.Background(), h.bridge.URL+server.RouteInterventions, bridgeToken,
+		refbridge.InterventionBatch{Interventions: rows, RequestType: refbridge.RequestTypeOutgoingReferral})
+	return h.outcomes(reply, err)
+}
+
+// receiveDecisions has the simulated DTP post UNHCR's decisions.
+func (h *harness) receiveDecisions(ds ...refbridge.ReferralDecision) []refbridge.IntakeOutcome {
+	h.t.Helper()
+	reply, err := h.dtp.PostDecisions(context.Background(), h.bridge.URL+server.RouteDecisions, bridgeToken,
+		refbridge.DecisionBatch{Interventions: ds, RequestType: refbridge.RequestTypeIncomingReferralDecision})
+	return h.outcomes(reply, err)
+}
+
+func (h *harness) outcomes(reply *dtptest.Reply, err error) []refbridge.IntakeOutcome {
+	h.t.Helper()
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return out
-}
-
-func (h *harness) receiveDecisions(ds ...refbridge.ReferralDecision) {
-	h.t.Helper()
-	var items []refbridge.Inbound
-	for _, d := range ds {
-		items = append(items, engine.DecisionInbound(d))
+	if reply.Status != 200 {
+		h.t.Fatalf("bridge answered %d: %s", reply.Status, reply.Body)
 	}
-	if _, err := h.db.Receive(context.Background(), items); err != nil {
+	var answer struct {
+		Results []struct {
+			Outcome refbridge.IntakeOutcome `json:"outcome"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(reply.Body, &answer); err != nil {
 		h.t.Fatal(err)
 	}
+	out := make([]refbridge.IntakeOutcome, len(answer.Results))
+	for i, r := range answer.Results {
+		out[i] = r.Outcome
+	}
+	return out
 }
 
 // waitFor waits until the exchange flow/key is in one of states.
@@ -181,8 +202,6 @@ func (h *harness) poll() {
 		h.t.Fatalf("poll: %v", err)
 	}
 }
-
-func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 // seedReferredCase creates, as a case worker would, a case with a service
 // implemented by UNHCR and refers it to the UNHCR user; it returns the case

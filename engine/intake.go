@@ -8,23 +8,6 @@ import (
 	"refbridge/profile"
 )
 
-// InterventionInbound is the durable form of one proGres intervention: its
-// payload is every FetchXML row DTP sent for it (one per language and
-// specific-need join), so nothing the rows carry is lost before mapping.
-func InterventionInbound(number string, rows []refbridge.Intervention) refbridge.Inbound {
-	payload := encode(rows)
-	return refbridge.Inbound{Flow: refbridge.FlowIntervention, Key: number, Payload: payload,
-		ContentHash: hash(payload), State: refbridge.StateReceived}
-}
-
-// DecisionInbound is the durable form of one UNHCR referral decision,
-// keyed by the org-referral id refbridge sent.
-func DecisionInbound(d refbridge.ReferralDecision) refbridge.Inbound {
-	payload := encode(d)
-	return refbridge.Inbound{Flow: refbridge.FlowReferralDecision, Key: d.OrgReferralID, Payload: payload,
-		ContentHash: hash(payload), State: refbridge.StateReceived}
-}
-
 // Validator checks DTP items at the edge with the very mappings the engine
 // will run, so DTP hears every problem in the HTTP answer and the refused
 // item is still stored for its failure callback. It implements
