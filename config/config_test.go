@@ -145,3 +145,20 @@ func TestSecretsNotInErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleConfigLoads keeps deploy/refbridge.example.yaml in step with
+// the code: every setting it shows must exist and be valid.
+func TestExampleConfigLoads(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"REFBRIDGE_ENCRYPTION_KEYS": "k1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "REFBRIDGE_INBOUND_TOKENS": "t",
+		"REFBRIDGE_WEBHOOK_KEYS": "w", "REFBRIDGE_PRIMERO_PASSWORD": "p", "REFBRIDGE_DTP_SUBSCRIPTION_KEY": "s",
+	}
+	cfg, err := config.Load(filepath.Join("..", "deploy", "refbridge.example.yaml"), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def := config.Defaults(); cfg.Engine != def.Engine || cfg.Inbound.MaxBodyBytes != def.Inbound.MaxBodyBytes || cfg.Primero.Timeout != def.Primero.Timeout {
+		t.Fatalf("the example's values differ from the defaults it claims: %+v", cfg)
+	}
+}
