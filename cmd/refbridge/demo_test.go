@@ -54,4 +54,3 @@ func TestDemoOnceLosesAndDoublesNothing(t *testing.T) {
 		}
 	}
 }
-

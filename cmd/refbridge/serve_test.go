@@ -111,4 +111,3 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		t.Fatalf("serve without --config: exit %d, want %d", code, exitUsage)
 	}
 }
-
