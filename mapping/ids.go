@@ -1,10 +1,10 @@
 package mapping
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"reflect"
 	"strings"
+
+	"github.com/google/uuid"
 
 	"refbridge"
 )
@@ -36,31 +36,15 @@ func OrgReferralID(caseID, serviceUniqueID string) string {
 	return caseID + "#" + serviceUniqueID[len(serviceUniqueID)-12:]
 }
 
-// nameUUID is a version 5 UUID of the concatenated parts in refbridge's own
-// namespace, 3c2f6f4e-8b1a-4d52-9e07-5b3da1c86094 (a random UUID fixed once:
-// changing it would re-key every record already created). Site ids cannot
+// namespace is refbridge's own UUID namespace (a random UUID fixed once):
+// changing it would re-key every record already created.
+func namespace() uuid.UUID { return uuid.MustParse("3c2f6f4e-8b1a-4d52-9e07-5b3da1c86094") }
+
+// nameUUID is a version 5 (SHA-1, RFC 9562) UUID of the concatenated parts
+// in refbridge's namespace, lower case as Primero requires. Site ids cannot
 // hold "/", so no two (site, name) pairs give one name.
 func nameUUID(parts ...string) string {
-	var buf [128]byte
-	name := append(buf[:0], 0x3c, 0x2f, 0x6f, 0x4e, 0x8b, 0x1a, 0x4d, 0x52, 0x9e, 0x07, 0x5b, 0x3d, 0xa1, 0xc8, 0x60, 0x94)
-	for _, p := range parts {
-		name = append(name, p...)
-	}
-	sum := sha1.Sum(name)
-	u := sum[:16]
-	u[6] = u[6]&0x0f | 0x50 // version 5
-	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	var out [36]byte
-	hex.Encode(out[0:8], u[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], u[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], u[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], u[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:36], u[10:16])
-	return string(out[:])
+	return uuid.NewSHA1(namespace(), []byte(strings.Join(parts, ""))).String()
 }
 
 // IdentityDifferences names the identity fields where a case already holds

@@ -1,31 +1,18 @@
 package primero
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"github.com/google/uuid"
 )
 
 // newUUID returns a random (version 4) UUID in lowercase, the form Primero
-// stores. crypto/rand, because the id is what makes a retried create safe:
-// two bridges, or two runs, must never pick the same one.
+// stores. The id is what makes a retried create safe: two bridges, or two
+// runs, must never pick the same one, so it comes from crypto/rand.
 func newUUID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	u, err := uuid.NewRandom()
+	if err != nil {
 		return "", err
 	}
-	b[6] = b[6]&0x0f | 0x40 // version 4
-	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:]), nil
+	return u.String(), nil
 }
 
 // isUUID reports whether s is a UUID in 8-4-4-4-12 hex form, either case.
