@@ -114,8 +114,10 @@ func newID() (string, error) {
 //     terminal and purged → IntakeUpdated (IntakeRejected if item.State is
 //     rejected).
 //
-// Every accepted, updated or rejected item gets a ProcessExchange job in the
-// same transaction (rejected ones still owe the sender a failure callback).
+// Every accepted, updated or rejected item gets a ProcessExchange job and a
+// "received" audit event (Outcome: the intake outcome) in the same
+// transaction (rejected ones still owe the sender a failure callback);
+// duplicates get neither.
 // An invalid item fails the whole batch and nothing is stored.
 func (db *DB) Receive(ctx context.Context, items []refbridge.Inbound) ([]refbridge.Intake, error) {
 	out := make([]refbridge.Intake, len(items))
@@ -136,6 +138,7 @@ func (db *DB) Receive(ctx context.Context, items []refbridge.Inbound) ([]refbrid
 
 		now := db.nowMicros()
 		jobs := make([]river.InsertManyParams, 0, len(items))
+		events := make([]refbridge.AuditEvent, 0, len(items))
 		queued := make(map[string]bool, len(items))
 		for i, it := range items {
 			state, err := checkInbound(i, it)
@@ -175,12 +178,16 @@ func (db *DB) Receive(ctx context.Context, items []refbridge.Inbound) ([]refbrid
 				outcome = refbridge.IntakeRejected
 			}
 			out[i] = refbridge.Intake{ExchangeID: id, Outcome: outcome}
+			events = append(events, intakeEvent(id, it, outcome))
 			// River refuses a batch naming one unique job twice (the same key
 			// new and updated in one batch): one job processes the latest row.
 			if !queued[id] {
 				queued[id] = true
 				jobs = append(jobs, river.InsertManyParams{Args: ProcessExchange{ExchangeID: id}, InsertOpts: db.insertOpts(time.Time{})})
 			}
+		}
+		if err := db.appendAudit(ctx, tx, now, events); err != nil {
+			return err
 		}
 		if len(jobs) > 0 {
 			// The fast form skips reading the rows back; unique conflicts are
@@ -286,17 +293,44 @@ type Change struct {
 	// job's last change and its end then commit together, so an update that
 	// commits after it always finds no live job and gets one of its own.
 	CompleteJob *river.Job[ProcessExchange]
+
+	// AuditKind, when set, is the kind of audit event the change records.
+	// Unset, a change of state records one by its target: held → held,
+	// done → decided (flows F1d, F2d) or delivered (F1, F2), delivered →
+	// delivered, failed → failed, dead → dead; other targets, and a change
+	// that keeps the state (retry bookkeeping), record none. The event's
+	// Outcome is To and its Reason is Reason.
+	AuditKind refbridge.AuditKind
+	// Actor is who permitted the share (a Primero user_name or the proGres
+	// requester's code, never a person's name).
+	Actor string
+	// Fields are the names (never values) of the fields shared; each must
+	// satisfy refbridge.ValidAuditField.
+	Fields []string
+	// Peer is the system shared with; default the flow's destination
+	// ("primero" for F1 and F2d, "dtp" for F1d and F2).
+	Peer string
+	// Override records that consent was overridden by Actor.
+	Override bool
 }
 
 // Transition applies c to exchange id in one transaction and returns the
 // result: ENotFound for an unknown id, EConflict when c's preconditions do
-// not hold. A terminal To with Retention 0 deletes the payload and sets
-// PurgedAt in the same transaction. The returned exchange carries the
-// payload decrypted, or nil when it is purged or does not decrypt (Get
-// reports that error; a transition, e.g. dead-lettering, must not fail on it).
+// not hold. The change's audit event (see Change.AuditKind) is appended in
+// the same transaction. A terminal To with Retention 0 deletes the payload
+// and sets PurgedAt in the same transaction, and records a "purged" event.
+// The returned exchange carries the payload decrypted, or nil when it is
+// purged or does not decrypt (Get reports that error; a transition, e.g.
+// dead-lettering, must not fail on it).
 func (db *DB) Transition(ctx context.Context, id string, c Change) (refbridge.Exchange, error) {
 	if !knownState(c.To) {
 		return refbridge.Exchange{}, refbridge.Errorf(refbridge.EInvalid, "exchange %s: unknown target state %q", id, c.To)
+	}
+	if c.AuditKind != "" && !c.AuditKind.Valid() {
+		return refbridge.Exchange{}, refbridge.Errorf(refbridge.EInvalid, "exchange %s: unknown audit kind %q", id, c.AuditKind)
+	}
+	if err := checkAuditFields(c.Fields); err != nil {
+		return refbridge.Exchange{}, err
 	}
 	problems, err := encodeProblems(c.Problems)
 	if err != nil {
@@ -332,9 +366,14 @@ func (db *DB) Transition(ctx context.Context, id string, c Change) (refbridge.Ex
 		if c.Payload != nil {
 			next.payload, next.keyID = db.seal(c.Payload, cur.id, refbridge.Flow(cur.flow), cur.key)
 		}
+		var events []refbridge.AuditEvent
+		if ev, ok := c.changeEvent(cur); ok {
+			events = append(events, ev)
+		}
 		if c.To.Terminal() && db.retention == 0 {
 			if next.payload != nil || !next.purged.Valid {
 				next.purged = sql.NullInt64{Int64: now, Valid: true}
+				events = append(events, purgedEvent(cur.id, refbridge.Flow(cur.flow), cur.key, c.To))
 			}
 			next.payload, next.keyID = nil, sql.NullString{}
 		}
@@ -348,6 +387,9 @@ func (db *DB) Transition(ctx context.Context, id string, c Change) (refbridge.Ex
 			return err
 		} else if n != 1 {
 			return refbridge.Errorf(refbridge.EConflict, "exchange %s changed concurrently", id)
+		}
+		if err := db.appendAudit(ctx, tx, now, events); err != nil {
+			return err
 		}
 		if c.Enqueue {
 			if _, err := db.inserter.InsertTx(ctx, tx, ProcessExchange{ExchangeID: id}, db.insertOpts(c.RunAt)); err != nil {

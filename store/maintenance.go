@@ -42,21 +42,67 @@ func (db *DB) SetCursor(ctx context.Context, name, value string) error {
 // Purge deletes the payloads of terminal exchanges that became terminal
 // more than Retention ago (with Retention 0 Transition already did, so this
 // only catches rows left from a longer retention), and returns how many.
-// Run it periodically.
+// Each purged exchange gets a "purged" audit event in the transaction that
+// purges it (batches of purgeBatch). Run it periodically.
 func (db *DB) Purge(ctx context.Context) (int, error) {
-	now := db.now()
-	res, err := db.sql.ExecContext(ctx, db.q.purge, now.UTC().UnixMicro(), now.Add(-db.retention).UTC().UnixMicro())
+	total := 0
+	for {
+		n, err := db.purgeBatch(ctx)
+		total += n
+		if err != nil {
+			return total, errStore("purge", err)
+		}
+		if n < purgeBatch {
+			if total > 0 {
+				db.log.Info("store: payloads purged", "exchanges", total)
+			}
+			return total, nil
+		}
+	}
+}
+
+// purgeBatch is how many payloads one Purge transaction deletes.
+const purgeBatch = 500
+
+func (db *DB) purgeBatch(ctx context.Context) (int, error) {
+	n := 0
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		now := db.now()
+		at := now.UTC().UnixMicro()
+		rows, err := tx.QueryContext(ctx, db.q.purgeSelect, now.Add(-db.retention).UTC().UnixMicro(), purgeBatch)
+		if err != nil {
+			return err
+		}
+		var events []refbridge.AuditEvent
+		for rows.Next() {
+			var id, flow, key, state string
+			if err := rows.Scan(&id, &flow, &key, &state); err != nil {
+				rows.Close()
+				return err
+			}
+			events = append(events, purgedEvent(id, refbridge.Flow(flow), key, refbridge.ExchangeState(state)))
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for _, ev := range events {
+			res, err := tx.ExecContext(ctx, db.q.purgeOne, at, ev.ExchangeID)
+			if err != nil {
+				return err
+			}
+			if k, err := res.RowsAffected(); err != nil {
+				return err
+			} else if k != 1 {
+				return fmt.Errorf("exchange %s changed while being purged", ev.ExchangeID)
+			}
+		}
+		n = len(events)
+		return db.appendAudit(ctx, tx, at, events)
+	})
 	if err != nil {
-		return 0, errStore("purge", err)
+		return 0, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, errStore("purge", err)
-	}
-	if n > 0 {
-		db.log.Info("store: payloads purged", "exchanges", n)
-	}
-	return int(n), nil
+	return n, nil
 }
 
 // RotateKeys re-encrypts every payload not under the current key, in

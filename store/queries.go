@@ -6,6 +6,10 @@ import "strings"
 const exchangeColumns = `id, flow, idem_key, content_hash, state, reason, problems, attempts,
  last_error, peer_ref, payload, key_id, created_at, updated_at, purged_at`
 
+// auditColumns is the column list every audit read scans (scanAudit) and
+// the insert writes, in that order.
+const auditColumns = `seq, at, kind, exchange_id, flow, idem_key, peer, actor, fields, outcome, reason, override, prev_hash, hash`
+
 // queries is all of the store's SQL, written once with '?' placeholders and
 // bound to a dialect's style at Open. Statements that differ between
 // engines take the difference from the dialect, never from an if.
@@ -24,13 +28,25 @@ type queries struct {
 	lockByID   string
 	transition string
 
-	purge        string
+	purgeSelect  string
+	purgeOne     string
 	rotateSelect string
 	rotateUpdate string
 	keyIDsInUse  string
 
 	cursorGet string
 	cursorSet string
+
+	auditAnchorGet  string
+	auditAnchorSet  string
+	auditTail       string
+	auditInsert     string
+	auditVerifyPage string
+	auditHead       string
+	auditExchange   string
+	// auditSelect and auditCount are completed with AuditFilter.where.
+	auditSelect string
+	auditCount  string
 
 	// listSelect, listCount and requeueFrom are completed with Filter.where
 	// and bound when used, since their placeholders depend on the filter.
@@ -66,8 +82,9 @@ func newQueries(d *dialect) queries {
  peer_ref = ?, payload = ?, key_id = ?, updated_at = ?, purged_at = ?
  WHERE id = ? AND state = ? AND content_hash = ?`),
 
-		purge: b(`UPDATE exchange SET payload = NULL, key_id = NULL, purged_at = ?
- WHERE state IN (` + terminalStates() + `) AND payload IS NOT NULL AND updated_at <= ?`),
+		purgeSelect: b(`SELECT id, flow, idem_key, state FROM exchange
+ WHERE state IN (` + terminalStates() + `) AND payload IS NOT NULL AND updated_at <= ? ORDER BY id LIMIT ?` + d.lockRow),
+		purgeOne: b(`UPDATE exchange SET payload = NULL, key_id = NULL, purged_at = ? WHERE id = ? AND payload IS NOT NULL`),
 		rotateSelect: b(`SELECT id, flow, idem_key, key_id, payload FROM exchange
  WHERE key_id IS NOT NULL AND key_id <> ? ORDER BY id LIMIT ?` + d.lockRow),
 		rotateUpdate: b(`UPDATE exchange SET payload = ?, key_id = ? WHERE id = ? AND key_id = ?`),
@@ -76,6 +93,23 @@ func newQueries(d *dialect) queries {
 		cursorGet: b(`SELECT value FROM poll_cursor WHERE name = ?`),
 		cursorSet: b(`INSERT INTO poll_cursor (name, value, updated_at) VALUES (?, ?, ?)
  ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
+
+		// Appenders serialise on the anchor row: SQLite's write transaction
+		// already does; on PostgreSQL lockRow (FOR UPDATE) makes the
+		// read-seq-and-hash-then-insert atomic, so the chain cannot fork.
+		auditAnchorGet: `SELECT seq, hash FROM audit_anchor WHERE id = 1` + d.lockRow,
+		auditAnchorSet: b(`INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)
+ ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`),
+		auditTail: `SELECT COALESCE(MAX(seq), 0) FROM audit_events`,
+		auditInsert: b(`INSERT INTO audit_events (` + auditColumns + `)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		auditVerifyPage: b(`SELECT ` + auditColumns + ` FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`),
+		// One statement, so the table's end and the anchor are read together.
+		auditHead: `SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit_events),
+ (SELECT seq FROM audit_anchor WHERE id = 1), (SELECT hash FROM audit_anchor WHERE id = 1)`,
+		auditExchange: b(`SELECT flow, idem_key FROM exchange WHERE id = ?`),
+		auditSelect:   `SELECT ` + auditColumns + ` FROM audit_events`,
+		auditCount:    `SELECT COUNT(*) FROM audit_events`,
 
 		listSelect:  `SELECT ` + strings.ReplaceAll(exchangeColumns, "payload", "NULL") + ` FROM exchange`,
 		listCount:   `SELECT COUNT(*) FROM exchange`,

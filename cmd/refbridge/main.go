@@ -68,6 +68,11 @@ Commands:
   map FLOW --profile P [--now T]   run one flow's pure mapping on stdin (JSON) to stdout; FLOW is
                                    intervention-to-case, case-to-dtp-referral,
                                    dtp-decision-to-referral or service-decision-to-dtp
+  audit verify --config FILE       check the audit trail's hash chain; exit 1 naming the
+                                   first broken event
+  audit export --config FILE --format csv|json [--since T]
+                                   write the audit trail to stdout; its final hash goes to
+                                   stderr (keep it: the chain must still contain it later)
   help                             show this text
 `
 
@@ -95,6 +100,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdProfile(ctx, args[1:], stdout, stderr)
 	case "map":
 		return cmdMap(ctx, args[1:], stdin, stdout, stderr)
+	case "audit":
+		return cmdAudit(ctx, args[1:], stdout, stderr)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }

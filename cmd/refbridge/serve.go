@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -81,12 +82,23 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func openConfiguredStore(ctx context.Context, name string, args []string, stderr io.Writer) (*store.DB, *store.Keyring, error) {
-	fs := newFlagSet(name, stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
+	fs, path := storeFlagSet(name, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, err
 	}
-	cfg, err := loadConfig(*path)
+	return openStoreFromConfig(ctx, *path, stderr)
+}
+
+// storeFlagSet is the flag set of a command that works on the configured
+// store: --config, to which the command may add its own flags.
+func storeFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := newFlagSet(name, stderr)
+	return fs, fs.String("config", "", "configuration file (YAML)")
+}
+
+// openStoreFromConfig opens the store the configuration file at path names.
+func openStoreFromConfig(ctx context.Context, path string, stderr io.Writer) (*store.DB, *store.Keyring, error) {
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -48,6 +48,13 @@ func Run(t *testing.T, open Opener) {
 		run  func(t *testing.T, open Opener)
 	}{
 		{"AADBindsPayloadToRow", testAADBindsPayloadToRow},
+		{"AuditAppendOnlyInDatabase", testAuditAppendOnlyInDatabase},
+		{"AuditAppendValidation", testAuditAppendValidation},
+		{"AuditChainVerifies", testAuditChainVerifies},
+		{"AuditConcurrentChain", testAuditConcurrentChain},
+		{"AuditPurgeRecorded", testAuditPurgeRecorded},
+		{"AuditRolledBackWithChange", testAuditRolledBackWithChange},
+		{"AuditWrittenWithChanges", testAuditWrittenWithChanges},
 		{"Cursor", testCursor},
 		{"IntakeOutcomes", testIntakeOutcomes},
 		{"IntakeInvalidBatchStoresNothing", testIntakeInvalidBatchStoresNothing},
