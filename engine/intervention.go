@@ -56,7 +56,8 @@ func (e *Engine) stepIntervention(ctx context.Context, ex refbridge.Exchange) (n
 			}}})
 		}
 		cb := mapping.SuccessCallback(e.p, up.InterventionNumber, res.caseID, res.owner)
-		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateDelivered, PeerRef: res.recordID, Payload: encode(cb), Problems: res.differs})
+		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateDelivered, PeerRef: res.recordID, Payload: encode(cb), Problems: res.differs,
+			AuditKind: refbridge.AuditShared, Peer: "primero", Actor: progresActor(up.Requester), Fields: sharedFields(up.Case)})
 
 	case refbridge.StateDelivered:
 		cb, err := decode[refbridge.InterventionStatus](ex)
@@ -66,13 +67,14 @@ func (e *Engine) stepIntervention(ctx context.Context, ex refbridge.Exchange) (n
 		if err := e.sendStatus(ctx, cb); err != nil {
 			return stop, err
 		}
-		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, Problems: ex.Problems})
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, Problems: ex.Problems, Peer: "dtp", Fields: sharedFields(cb)})
 
 	case refbridge.StateRejected:
-		if err := e.sendStatus(ctx, mapping.FailureCallback(e.p, ex.Key, ex.Problems)); err != nil {
+		cb := mapping.FailureCallback(e.p, ex.Key, ex.Problems)
+		if err := e.sendStatus(ctx, cb); err != nil {
 			return stop, err
 		}
-		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateFailed, Reason: ex.Reason, Problems: ex.Problems})
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateFailed, Reason: ex.Reason, Problems: ex.Problems, Peer: "dtp", Fields: sharedFields(cb)})
 	}
 	return stop, nil
 }

@@ -23,7 +23,11 @@ func (e *Engine) stepServiceDecision(ctx context.Context, ex refbridge.Exchange)
 		if err := e.sendStatus(ctx, st); err != nil {
 			return stop, err
 		}
-		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone})
+		actor := ""
+		if st.PrimeroUser != nil {
+			actor = primeroActor(*st.PrimeroUser)
+		}
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, Peer: "dtp", Actor: actor, Fields: sharedFields(st)})
 	case refbridge.StateRejected:
 		// The decision cannot be expressed to proGres (e.g. an unmapped
 		// code); it stays visible to the focal point with its problems.
@@ -60,14 +64,19 @@ func (e *Engine) stepReferral(ctx context.Context, ex refbridge.Exchange) (next,
 			return stop, err
 		}
 		ref := referralRef{CaseRecordID: in.Case.ID, ReferralID: in.Referral.ID}
+		actor := primeroActor(in.Referral.TransitionedBy)
+		consent := e.p.Consent(profile.PrimeroToProgres, profile.ConsentInput{Case: &in.Case, Referral: &in.Referral})
 		out, problems := mapping.CaseToDTPReferral(e.p, in)
 		switch {
 		case hasRule(problems, profile.RuleConsentMissing):
-			return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateHeld, Reason: ReasonConsentMissing, Problems: problems, PeerRef: ref.String()})
+			return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateHeld, Reason: ReasonConsentMissing, Problems: problems, PeerRef: ref.String(), Actor: actor})
 		case len(problems) > 0:
 			return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateRejected, Reason: ReasonInvalidInput, Problems: problems, PeerRef: ref.String()})
 		}
-		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateMapped, Payload: encode(out), PeerRef: ref.String()})
+		// Who permitted the share: the case worker who referred it, with
+		// consent on the case or (where the profile allows) an override.
+		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateMapped, Payload: encode(out), PeerRef: ref.String(),
+			AuditKind: refbridge.AuditConsentChecked, Actor: actor, Override: consent.Overridden})
 
 	case refbridge.StateMapped:
 		out, err := decode[refbridge.DTPReferral](ex)
@@ -78,7 +87,8 @@ func (e *Engine) stepReferral(ctx context.Context, ex refbridge.Exchange) (next,
 			return stop, err
 		}
 		// Keep only where the referral lives: the child's data has left.
-		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateDelivered, Reason: ReasonSyncPending, Payload: encode(ref)})
+		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateDelivered, Reason: ReasonSyncPending, Payload: encode(ref),
+			AuditKind: refbridge.AuditShared, Peer: "dtp", Actor: primeroActor(out.PrimeroUser), Fields: sharedFields(out)})
 
 	case refbridge.StateDelivered:
 		if ex.Reason != ReasonSyncPending {
@@ -141,7 +151,8 @@ func (e *Engine) stepReferralDecision(ctx context.Context, ex refbridge.Exchange
 		if err != nil {
 			return stop, err
 		}
-		if err := e.move(ctx, ex, store.Change{To: refbridge.StateDone, PeerRef: ref.String()}); err != nil {
+		if err := e.move(ctx, ex, store.Change{To: refbridge.StateDone, PeerRef: ref.String(), Peer: "primero",
+			Actor: progresActor(d.ReviewBy), Fields: sharedFields(upd)}); err != nil {
 			return stop, err
 		}
 		if sent.ID != "" && sent.State == refbridge.StateDelivered {

@@ -126,6 +126,9 @@ type CaseUpsert struct {
 	ServiceUniqueID string
 	// InterventionNumber is the proGres number, the callbacks' correlation key.
 	InterventionNumber string
+	// Requester is the proGres record id of the user who owns the
+	// intervention: who permitted the share, for the audit (never a name).
+	Requester string
 }
 
 // Patch returns the PATCH body filing the intervention into an existing case,
@@ -322,7 +325,7 @@ func InterventionToCase(p *profile.Profile, f Folded, now time.Time) (CaseUpsert
 		Services:           []refbridge.Service{svc},
 	}
 	profile.Restrict(p, agency, &c)
-	return CaseUpsert{Case: c, ServiceUniqueID: svc.UniqueID, InterventionNumber: number}, nil
+	return CaseUpsert{Case: c, ServiceUniqueID: svc.UniqueID, InterventionNumber: number, Requester: strings.TrimSpace(iv.BusinessOwner)}, nil
 }
 
 // rfc3339UTC formats t as RFC 3339 in UTC, reusing s when it already is
