@@ -262,3 +262,39 @@ func hasProblem(ps []refbridge.Problem, field, rule string) bool {
 	}
 	return false
 }
+
+// TestConsentWithdrawnAfterSendingStopsEverything withdraws consent after
+// the referral reached DTP: it is never sent again, even when consent comes
+// back, and UNHCR's later decision is held instead of exchanged.
+func TestConsentWithdrawnAfterSendingStopsEverything(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	id, _, orgID := h.seedReferredCase("TST-00000006", true)
+	h.poll()
+	h.waitFor(refbridge.FlowReferral, orgID, refbridge.StateDelivered)
+	if err := h.primero.SetConsent(id, caseWorker, false, false); err != nil {
+		t.Fatal(err)
+	}
+	h.poll()
+	ex := h.waitFor(refbridge.FlowReferral, orgID, refbridge.StateDelivered)
+	if ex.Reason != "consent_withdrawn" {
+		t.Fatalf("reason %q after withdrawal, want consent_withdrawn", ex.Reason)
+	}
+	if err := h.primero.SetConsent(id, caseWorker, true, true); err != nil {
+		t.Fatal(err)
+	}
+	h.poll()
+	h.receiveDecisions(refbridge.ReferralDecision{OrgReferralID: orgID, ReviewDecision: "125080000"})
+	d := h.waitFor(refbridge.FlowReferralDecision, orgID, refbridge.StateHeld)
+	if d.Reason != "consent_withdrawn" {
+		t.Fatalf("decision reason %q, want consent_withdrawn", d.Reason)
+	}
+	if n := h.dtp.ReferralCounts()[orgID]; n != 1 {
+		t.Fatalf("referral sent %d times, want 1", n)
+	}
+	for _, r := range h.primero.Referrals(id) {
+		if r.Status != refbridge.ReferralInProgress {
+			t.Fatalf("referral moved to %q after consent was withdrawn", r.Status)
+		}
+	}
+}

@@ -15,6 +15,7 @@ const (
 	ReasonInvalidInput     = "invalid_input"
 	ReasonMultipleCases    = "multiple_cases"
 	ReasonConsentMissing   = "consent_missing"
+	ReasonConsentWithdrawn = "consent_withdrawn"
 	ReasonUnknownReferral  = "unknown_referral"
 	ReasonTransitionRefusd = "transition_refused"
 	ReasonSyncPending      = "sync_pending"

@@ -10,6 +10,7 @@ import (
 	"refbridge/mapping"
 	"refbridge/primero"
 	"refbridge/profile"
+	"refbridge/store"
 )
 
 // cursorCases names the poll cursor: the newest last_updated_at of a
@@ -129,12 +130,27 @@ func (e *Engine) derive(ctx context.Context, c refbridge.Case) ([]refbridge.Inbo
 			continue
 		}
 		in := mapping.ReferralInput{Case: c, ServiceUniqueID: svc.UniqueID, Referral: r}
-		// The content that makes a referral new again is its consent: a
-		// held referral is released when consent is recorded later. Other
-		// edits of the case are not re-sent (DTP takes the referral once).
+		key := mapping.OrgReferralID(c.CaseID, svc.UniqueID)
 		ok, _ := e.p.ConsentHolds(profile.PrimeroToProgres, profile.ConsentInput{Case: &in.Case, Referral: &in.Referral})
+		sent, err := e.store.GetByKey(ctx, refbridge.FlowReferral, key)
+		switch {
+		case err == nil && (sent.State == refbridge.StateDelivered || sent.State == refbridge.StateDone):
+			// DTP has it: it is never sent again, whatever changes in the
+			// case. Withdrawn consent stops every further message about it.
+			if !ok && sent.Reason != ReasonConsentWithdrawn {
+				if err := e.move(ctx, sent, store.Change{To: sent.State, Reason: ReasonConsentWithdrawn, AuditKind: refbridge.AuditHeld,
+					Actor: primeroActor(c.LastUpdatedBy)}); err != nil && !isStoreConflict(err) {
+					return nil, err
+				}
+			}
+			continue
+		case err != nil && refbridge.ErrorCodeOf(err) != refbridge.ENotFound:
+			return nil, err
+		}
+		// What makes a referral new again before it is sent is its consent:
+		// a held referral is released when consent is recorded later.
 		items = append(items, refbridge.Inbound{
-			Flow: refbridge.FlowReferral, Key: mapping.OrgReferralID(c.CaseID, svc.UniqueID),
+			Flow: refbridge.FlowReferral, Key: key,
 			ContentHash: hash([]byte(r.ID), []byte{boolByte(ok)}),
 			Payload:     encode(in), State: refbridge.StateReceived,
 			PeerRef: referralRef{CaseRecordID: c.ID, ReferralID: r.ID}.String(),

@@ -86,13 +86,21 @@ func (e *Engine) stepReferral(ctx context.Context, ex refbridge.Exchange) (next,
 		if _, err := call(e.dtpCircuit, func() (struct{}, error) { return struct{}{}, e.dtp.SendReferral(ctx, out) }); err != nil {
 			return stop, err
 		}
-		// Keep only where the referral lives: the child's data has left.
-		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateDelivered, Reason: ReasonSyncPending, Payload: encode(ref),
+		// Keep only where the referral lives: the child's data has left. DTP
+		// has it now, so this is recorded even if the case changed meanwhile
+		// (no content precondition): a referral is never sent twice.
+		_, err = e.store.Transition(ctx, ex.ID, store.Change{
+			From: []refbridge.ExchangeState{refbridge.StateMapped, refbridge.StateReceived, refbridge.StateHeld, refbridge.StateRejected},
+			To:   refbridge.StateDelivered, Reason: ReasonSyncPending, Payload: encode(ref),
 			AuditKind: refbridge.AuditShared, Peer: "dtp", Actor: primeroActor(out.PrimeroUser), Fields: sharedFields(out)})
+		if err != nil {
+			return stop, storeError{err}
+		}
+		return continue_, nil
 
 	case refbridge.StateDelivered:
 		if ex.Reason != ReasonSyncPending {
-			return stop, nil // waiting for UNHCR's decision (flow F2d)
+			return stop, nil // waiting for UNHCR's decision (flow F2d), or consent withdrawn
 		}
 		if err := e.markSynced(ctx, ref.CaseRecordID, refbridge.SyncStatus{Synced: true, Status: "referral delivered to UNHCR (" + ex.Key + ")"}); err != nil {
 			return stop, err
@@ -132,6 +140,12 @@ func (e *Engine) stepReferralDecision(ctx context.Context, ex refbridge.Exchange
 		if err != nil {
 			return stop, err
 		}
+		if sent.Reason == ReasonConsentWithdrawn {
+			return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateHeld, Reason: ReasonConsentWithdrawn, PeerRef: ref.String(), Problems: []refbridge.Problem{{
+				Field: "progres_orgreferralid", Rule: ReasonConsentWithdrawn,
+				Detail: "consent was withdrawn in Primero after the referral was sent; nothing more about it is exchanged",
+			}}})
+		}
 		if ref.ReferralID == "" {
 			return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateHeld, Reason: ReasonUnknownReferral, Problems: []refbridge.Problem{{
 				Field: "progres_orgreferralid", Rule: ReasonUnknownReferral,
@@ -155,7 +169,7 @@ func (e *Engine) stepReferralDecision(ctx context.Context, ex refbridge.Exchange
 			Actor: progresActor(d.ReviewBy), Fields: sharedFields(upd)}); err != nil {
 			return stop, err
 		}
-		if sent.ID != "" && sent.State == refbridge.StateDelivered {
+		if sent.ID != "" && sent.State == refbridge.StateDelivered && sent.Reason == ReasonAwaitingDecision {
 			// The referral's own exchange ends with its decision; a
 			// concurrent change of it is not this exchange's concern.
 			if err := e.move(ctx, sent, store.Change{To: refbridge.StateDone}); err != nil && !isStoreConflict(err) {
