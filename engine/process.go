@@ -60,7 +60,9 @@ func (e *Engine) Process(ctx context.Context, id string) error {
 		}
 		return e.failed(ctx, ex, err)
 	}
-	return nil
+	// Updates kept arriving while it was worked: let the queue run it again.
+	e.log.Warn("exchange still moving after the step limit", "exchange", id, "steps", maxSteps)
+	return &retryLater{After: time.Second}
 }
 
 // storeConflict wraps the store's optimistic-lock failures so that they are
