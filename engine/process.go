@@ -149,6 +149,12 @@ func (e *Engine) failed(ctx context.Context, ex refbridge.Exchange, err error) e
 	code := refbridge.ErrorCodeOf(err)
 	e.log.Warn("exchange attempt failed", "exchange", ex.ID, "flow", string(ex.Flow), "state", string(ex.State), "code", string(code), "attempt", ex.Attempts+1)
 	if errors.Is(err, errCircuitOpen) {
+		// Not an attempt, but the exchange must still say why it waits.
+		if ex.LastError != refbridge.ETransient {
+			if merr := e.move(ctx, ex, store.Change{To: ex.State, Reason: ex.Reason, Problems: ex.Problems, LastError: refbridge.ETransient}); merr != nil {
+				return merr
+			}
+		}
 		return &retryLater{After: e.cfg.BreakerTimeout}
 	}
 	// Bad credentials or missing permissions are fixed by the focal point,

@@ -165,18 +165,16 @@ func (e *Engine) stepReferralDecision(ctx context.Context, ex refbridge.Exchange
 		if err != nil {
 			return stop, err
 		}
-		if err := e.move(ctx, ex, store.Change{To: refbridge.StateDone, PeerRef: ref.String(), Peer: "primero",
-			Actor: progresActor(d.ReviewBy), Fields: sharedFields(upd)}); err != nil {
-			return stop, err
-		}
-		if sent.ID != "" && sent.State == refbridge.StateDelivered && sent.Reason == ReasonAwaitingDecision {
-			// The referral's own exchange ends with its decision; a
-			// concurrent change of it is not this exchange's concern.
+		// The referral's own exchange ends first: if refbridge stops between
+		// the two changes, this exchange runs again, Primero answers the
+		// repeated status change as done, and nothing is left waiting.
+		if sent.ID != "" && sent.State == refbridge.StateDelivered {
 			if err := e.move(ctx, sent, store.Change{To: refbridge.StateDone}); err != nil && !isStoreConflict(err) {
 				return stop, err
 			}
 		}
-		return stop, nil
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, PeerRef: ref.String(), Peer: "primero",
+			Actor: progresActor(d.ReviewBy), Fields: sharedFields(upd)})
 
 	case refbridge.StateRejected:
 		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateFailed, Reason: ex.Reason, Problems: ex.Problems})
