@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"refbridge"
+	"refbridge/cmd/refbridge/refbridgetest"
 	"refbridge/dtp/dtptest"
 	"refbridge/primero/primerotest"
 	"refbridge/profile"
@@ -25,50 +25,13 @@ import (
 	"refbridge/store"
 )
 
-// build is the refbridge binary, built once per benchmark process.
-var build struct {
-	once     sync.Once
-	dir, bin string
-	err      error
-}
+// bin is the refbridge binary the benchmarks run.
+var bin refbridgetest.Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
-	}
+	bin.Remove()
 	os.Exit(code)
-}
-
-// binary builds ./cmd/refbridge from the module root (go env GOMOD).
-func binary(tb testing.TB) string {
-	tb.Helper()
-	build.once.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			build.err = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		gomod := strings.TrimSpace(string(out))
-		if gomod == "" || gomod == os.DevNull {
-			build.err = errors.New("go env GOMOD: not inside a Go module")
-			return
-		}
-		if build.dir, err = os.MkdirTemp("", "refbridge-bench-"); err != nil {
-			build.err = err
-			return
-		}
-		build.bin = filepath.Join(build.dir, "refbridge")
-		cmd := exec.Command("go", "build", "-o", build.bin, "./cmd/refbridge")
-		cmd.Dir = filepath.Dir(gomod)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/refbridge: %v\n%s", err, out)
-		}
-	})
-	if build.err != nil {
-		tb.Fatalf("cannot build the refbridge binary: %v", build.err)
-	}
-	return build.bin
 }
 
 // bridge is `refbridge serve` as a child process wired to both simulators.
@@ -87,7 +50,7 @@ type bridge struct {
 // Primero's webhook pointing at it, and waits until it answers.
 func startBridge(b *testing.B, workers int) *bridge {
 	b.Helper()
-	bin := binary(b)
+	bin := bin.Path(b)
 	dir := b.TempDir()
 	p, err := profile.Load("gambella")
 	if err != nil {

@@ -173,7 +173,7 @@ func settle(ctx context.Context, t *testing.T, w *world, tr *traffic) {
 }
 
 // movingExchanges describes the exchanges not in the state they end in,
-// except those stuck by the known defect undecidedReferrals reports.
+// except referrals undecidedReferrals reports (their own subtest says more).
 func movingExchanges(tr *traffic, ex map[refbridge.Flow]map[string]refbridge.Exchange) []string {
 	var out []string
 	stuck := map[string]bool{}
@@ -203,20 +203,22 @@ type stuckReferral struct {
 	referralLastChange time.Time
 }
 
+// String says what the timestamps point to: the referral's exchange moving
+// on after its decision ended it, or a kill right after the decision.
 func (s stuckReferral) String() string {
-	kill := "no kill within 5 s after"
-	if !s.killAt.IsZero() {
-		kill = fmt.Sprintf("SIGKILL %s after", s.killAt.Sub(s.decidedAt).Round(time.Millisecond))
+	cause := "no kill within 5 s after"
+	switch {
+	case s.referralLastChange.After(s.decidedAt):
+		cause = "the referral's exchange moved to awaiting_decision after its decision was applied"
+	case !s.killAt.IsZero():
+		cause = fmt.Sprintf("SIGKILL %s after the decision's commit, before the referral's", s.killAt.Sub(s.decidedAt).Round(time.Millisecond))
 	}
-	return fmt.Sprintf("F2 %s awaiting_decision (last change %s) though its F2d was done at %s; %s",
-		s.org, s.referralLastChange.Format("15:04:05.000"), s.decidedAt.Format("15:04:05.000"), kill)
+	return fmt.Sprintf("F2 %s awaiting_decision (last change %s), its F2d done at %s: %s",
+		s.org, s.referralLastChange.Format("15:04:05.000"), s.decidedAt.Format("15:04:05.000"), cause)
 }
 
 // undecidedReferrals finds the F2 exchanges left delivered/awaiting_decision
 // whose F2d exchange is done, each with the first kill after the F2d ended.
-// engine/referral.go stepReferralDecision ends the decision's exchange and
-// then, in a second transaction, the referral's: a kill between the two
-// leaves the referral waiting for a decision that was already applied.
 func undecidedReferrals(ex map[refbridge.Flow]map[string]refbridge.Exchange, kills []time.Time) []stuckReferral {
 	var out []stuckReferral
 	for org, d := range ex[refbridge.FlowReferralDecision] {

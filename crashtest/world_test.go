@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"refbridge"
+	"refbridge/cmd/refbridge/refbridgetest"
 	"refbridge/dtp/dtptest"
 	"refbridge/primero/primerotest"
 	"refbridge/profile"
@@ -40,57 +40,15 @@ const (
 	unhcrUser  = "unhcr_cw"
 )
 
-// build is the refbridge binary, built once per test process.
-var build struct {
-	once     sync.Once
-	dir, bin string
-	err      error
-}
+// bin is the refbridge binary the suite runs.
+var bin refbridgetest.Binary
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	bin.Race = *raceChild
 	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
-	}
+	bin.Remove()
 	os.Exit(code)
-}
-
-// binary builds ./cmd/refbridge from the module root (go env GOMOD) and
-// returns its path. A build failure fails the test: a crash suite that
-// skips when the binary does not build proves nothing.
-func binary(t *testing.T) string {
-	t.Helper()
-	build.once.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			build.err = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		gomod := strings.TrimSpace(string(out))
-		if gomod == "" || gomod == os.DevNull {
-			build.err = errors.New("go env GOMOD: not inside a Go module")
-			return
-		}
-		if build.dir, err = os.MkdirTemp("", "refbridge-crashtest-"); err != nil {
-			build.err = err
-			return
-		}
-		build.bin = filepath.Join(build.dir, "refbridge")
-		args := []string{"build", "-o", build.bin}
-		if *raceChild {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "./cmd/refbridge")...)
-		cmd.Dir = filepath.Dir(gomod)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/refbridge: %v\n%s", err, out)
-		}
-	})
-	if build.err != nil {
-		t.Fatalf("cannot build the refbridge binary: %v", build.err)
-	}
-	return build.bin
 }
 
 // worldConfig is what a test chooses about the bridge it runs.
@@ -142,7 +100,7 @@ type process struct {
 
 func newWorld(t *testing.T, cfg worldConfig) *world {
 	t.Helper()
-	w := &world{t: t, cfg: cfg, bin: binary(t), dir: t.TempDir()}
+	w := &world{t: t, cfg: cfg, bin: bin.Path(t), dir: t.TempDir()}
 	var err error
 	if w.profile, err = profile.Load("gambella"); err != nil {
 		t.Fatal(err)
