@@ -45,13 +45,23 @@ func (e *Engine) Workers() *river.Workers {
 		}
 		return err
 	}))
+	// A failed poll or scan is not retried by the queue: River's backoff
+	// (attempts⁴ seconds) would hold back the next scheduled poll, which is
+	// the retry, one poll interval later, from the cursor that did not move.
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[PollArgs]) error {
 		n, err := e.Poll(ctx)
-		e.log.Info("poll done", "items", n, "code", string(refbridge.ErrorCodeOf(err)))
-		return err
+		if err != nil {
+			e.log.Warn("poll failed; the next poll retries", "items", n, "code", string(refbridge.ErrorCodeOf(err)))
+			return nil
+		}
+		e.log.Info("poll done", "items", n)
+		return nil
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[ScanCaseArgs]) error {
-		return e.ScanCase(ctx, job.Args.RecordID)
+		if err := e.ScanCase(ctx, job.Args.RecordID); err != nil {
+			e.log.Warn("case scan failed; the next poll covers it", "case", job.Args.RecordID, "code", string(refbridge.ErrorCodeOf(err)))
+		}
+		return nil
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[SweepArgs]) error {
 		return e.Sweep(ctx)
