@@ -17,7 +17,7 @@ import (
 // only — and the chain verifies.
 func TestAuditRecordsWhoPermittedEachShare(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	ctx := context.Background()
 	_, _, orgID := h.seedReferredCase("TST-00000005", true)
 	h.poll()

@@ -198,7 +198,3 @@ func (e *Engine) CaseChanged(ctx context.Context, recordID string) error {
 	}
 	return e.ScanCase(ctx, recordID)
 }
-
-func errorf(code refbridge.ErrorCode, format string, args ...any) error {
-	return refbridge.Errorf(code, format, args...)
-}

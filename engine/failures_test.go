@@ -12,7 +12,7 @@ import (
 // payload for a retry; the circuit opened on the way.
 func TestRetryBudgetDeadLetters(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	h.dtp.Faults().Set("*", fault.Rule{ErrorRate: 1, Statuses: []int{502}})
 	batch := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json").Interventions
 	iv := batch[0]
@@ -34,7 +34,7 @@ func TestRetryBudgetDeadLetters(t *testing.T) {
 // (400) is not retried; the exchange is dead at once with the code.
 func TestPermanentRefusalDeadLettersAtOnce(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	h.dtp.Faults().Set("*", fault.Rule{ErrorRate: 1, Statuses: []int{400}})
 	iv := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json").Interventions[0]
 	h.receiveInterventions(iv)

@@ -16,7 +16,7 @@ import (
 // callback; the invalid one a Delivery Fail naming the missing field.
 func TestInterventionFlow(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	batch := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json")
 	h.receiveInterventions(batch.Interventions...)
 
@@ -61,7 +61,7 @@ func TestInterventionFlow(t *testing.T) {
 // (an update): the case keeps one service, one case exists.
 func TestInterventionRedeliveryMergesNotDoubles(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	iv := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json").Interventions[0]
 	h.receiveInterventions(iv)
 	first := h.waitFor(refbridge.FlowIntervention, iv.InterventionNumber, refbridge.StateDone)
@@ -95,7 +95,7 @@ func TestInterventionRedeliveryMergesNotDoubles(t *testing.T) {
 // reported, empty identity fields are filled.
 func TestUpsertNeverTakesTheCaseAway(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	iv := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json").Interventions[0]
 	id := h.primero.SeedCase(map[string]any{"owned_by": caseWorker, "status": "closed", "module_id": "primeromodule-cp",
 		"unhcr_individual_no": iv.IndividualID, "name_first": "Different"})
@@ -121,7 +121,7 @@ func TestUpsertNeverTakesTheCaseAway(t *testing.T) {
 // TestSeveralCasesAreHeld never picks "the first" of several matching cases.
 func TestSeveralCasesAreHeld(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	iv := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json").Interventions[0]
 	for range 2 {
 		h.primero.SeedCase(map[string]any{"owned_by": caseWorker, "unhcr_individual_no": iv.IndividualID})
@@ -138,7 +138,7 @@ func TestSeveralCasesAreHeld(t *testing.T) {
 // accepts the Primero referral and ends both exchanges.
 func TestReferralFlowAndDecision(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	id, svc, orgID := h.seedReferredCase("TST-00000001", true)
 	h.poll()
 	ex := h.waitFor(refbridge.FlowReferral, orgID, refbridge.StateDelivered)
@@ -170,7 +170,7 @@ func TestReferralFlowAndDecision(t *testing.T) {
 // before it was sent, and releases it when consent is recorded again.
 func TestReferralHeldUntilConsent(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	id, _, orgID := h.seedReferredCase("TST-00000002", true)
 	if err := h.primero.SetConsent(id, caseWorker, false, false); err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func TestReferralHeldUntilConsent(t *testing.T) {
 // that came from proGres reaches DTP once; other services never do.
 func TestServiceDecisionFlow(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	iv := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json").Interventions[0]
 	h.receiveInterventions(iv)
 	ex := h.waitFor(refbridge.FlowIntervention, iv.InterventionNumber, refbridge.StateDone)
@@ -215,7 +215,7 @@ func TestServiceDecisionFlow(t *testing.T) {
 // is down, and delivers each exactly once when it is back.
 func TestPeerDownThenBack(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	h.dtp.Faults().Set("*", fault.Rule{ErrorRate: 1, Statuses: []int{503}})
 	batch := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json")
 	h.receiveInterventions(batch.Interventions[0])
@@ -238,7 +238,7 @@ func TestPeerDownThenBack(t *testing.T) {
 // read and its cursor write; the next poll must still see it.
 func TestCaseUpdatedDuringPollIsPickedUpNext(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	h.seedReferredCase("TST-00000003", true)
 	// The poll reads the cases page; a referral is made while it runs.
 	var orgID string
@@ -268,7 +268,7 @@ func hasProblem(ps []refbridge.Problem, field, rule string) bool {
 // back, and UNHCR's later decision is held instead of exchanged.
 func TestConsentWithdrawnAfterSendingStopsEverything(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t)
 	id, _, orgID := h.seedReferredCase("TST-00000006", true)
 	h.poll()
 	h.waitFor(refbridge.FlowReferral, orgID, refbridge.StateDelivered)

@@ -2,15 +2,12 @@ package engine_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/riverqueue/river"
 
 	"refbridge"
 	"refbridge/dtp"
@@ -38,7 +35,6 @@ type harness struct {
 	profile *profile.Profile
 	db      *store.DB
 	eng     *engine.Engine
-	queue   *river.Client[*sql.Tx]
 	primero *primerotest.Sim
 	dtp     *dtptest.Sim
 	// bridge is the inbound API DTP posts to, on the same store.
@@ -48,12 +44,7 @@ type harness struct {
 // bridgeToken is the bearer token the simulated DTP presents.
 const bridgeToken = "test-inbound-token"
 
-type harnessOptions struct {
-	// noQueue leaves the workers stopped; the test drives Process itself.
-	noQueue bool
-}
-
-func newHarness(t *testing.T, o harnessOptions) *harness {
+func newHarness(t *testing.T) *harness {
 	t.Helper()
 	ctx := context.Background()
 	p, err := profile.Load("gambella")
@@ -102,22 +93,19 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	bridge := httptest.NewServer(srv.Handler())
 	t.Cleanup(bridge.Close)
-	h := &harness{t: t, profile: p, db: db, eng: eng, primero: psim, dtp: dsim, bridge: bridge}
-	if !o.noQueue {
-		q, err := db.NewQueue(store.QueueConfig{Workers: eng.Workers(), MaxWorkers: 4, JobTimeout: 20 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			q.Stop(stop)
-		})
-		h.queue = q
+	q, err := db.NewQueue(store.QueueConfig{Workers: eng.Workers(), MaxWorkers: 4, JobTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		q.Stop(stop)
+	})
+	h := &harness{t: t, profile: p, db: db, eng: eng, primero: psim, dtp: dsim, bridge: bridge}
 	return h
 }
 

@@ -101,7 +101,7 @@ type upserted struct {
 // the same child, or a retry after a lost answer, cannot create two cases.
 func (e *Engine) upsertCase(ctx context.Context, up mapping.CaseUpsert) (upserted, error) {
 	individual := up.Case.UNHCRIndividualNo
-	cases, err := e.casesByIndividual(ctx, individual)
+	cases, err := e.casesWhere(ctx, "unhcr_individual_no", individual)
 	if err != nil {
 		return upserted{}, err
 	}
@@ -144,13 +144,13 @@ func (e *Engine) patchCase(ctx context.Context, up mapping.CaseUpsert, existing 
 	return res, err
 }
 
-// casesByIndividual lists the cases carrying a UNHCR individual number. The
-// client verifies every returned case really carries it (Primero ignores a
-// filter it does not allow instead of refusing it).
-func (e *Engine) casesByIndividual(ctx context.Context, individual string) ([]refbridge.Case, error) {
+// casesWhere lists the cases whose field equals value. The client verifies
+// every returned case really carries it (Primero ignores a filter it does
+// not allow instead of refusing it).
+func (e *Engine) casesWhere(ctx context.Context, field, value string) ([]refbridge.Case, error) {
 	return call(e.primeroCircuit, func() ([]refbridge.Case, error) {
 		var out []refbridge.Case
-		for c, err := range e.primero.Cases(ctx, primero.CaseQuery{Equal: map[string]string{"unhcr_individual_no": individual}, Per: 50}) {
+		for c, err := range e.primero.Cases(ctx, primero.CaseQuery{Equal: map[string]string{field: value}, Per: 50}) {
 			if err != nil {
 				return nil, err
 			}

@@ -196,16 +196,7 @@ func (e *Engine) findReferral(ctx context.Context, orgID string, dp mapping.Deci
 	case refbridge.ErrorCodeOf(err) != refbridge.ENotFound:
 		return referralRef{}, refbridge.Exchange{}, err
 	}
-	cases, err := call(e.primeroCircuit, func() ([]refbridge.Case, error) {
-		var out []refbridge.Case
-		for c, err := range e.primero.Cases(ctx, primero.CaseQuery{Equal: map[string]string{"case_id": dp.CaseID}, Per: 10}) {
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, c)
-		}
-		return out, nil
-	})
+	cases, err := e.casesWhere(ctx, "case_id", dp.CaseID)
 	if err != nil || len(cases) != 1 {
 		return referralRef{}, sent, err
 	}
