@@ -105,7 +105,7 @@ func (e *Engine) stepReferral(ctx context.Context, ex refbridge.Exchange) (next,
 		if err := e.markSynced(ctx, ref.CaseRecordID, refbridge.SyncStatus{Synced: true, Status: "referral delivered to UNHCR (" + ex.Key + ")"}); err != nil {
 			return stop, err
 		}
-		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDelivered, Reason: ReasonAwaitingDecision})
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDelivered, Reason: ReasonAwaitingDecision, IfReason: ReasonSyncPending})
 
 	case refbridge.StateRejected:
 		if ref.CaseRecordID != "" {

@@ -268,6 +268,10 @@ type Change struct {
 	// update that arrived while a worker held the old content is EConflict,
 	// not overwritten by work done on stale content.
 	IfContentHash string
+	// IfReason, when set, must equal the exchange's Reason: a step within a
+	// state (e.g. a sync write-back pending) must not overwrite a reason
+	// another writer recorded meanwhile (e.g. consent withdrawn).
+	IfReason string
 	To            refbridge.ExchangeState
 	// Reason is a machine code; "" clears it.
 	Reason string
@@ -347,6 +351,9 @@ func (db *DB) Transition(ctx context.Context, id string, c Change) (refbridge.Ex
 		}
 		if len(c.From) > 0 && !slices.Contains(c.From, refbridge.ExchangeState(cur.state)) {
 			return refbridge.Errorf(refbridge.EConflict, "exchange %s is %s, not %s", id, cur.state, joinStates(c.From))
+		}
+		if c.IfReason != "" && c.IfReason != cur.reason {
+			return refbridge.Errorf(refbridge.EConflict, "exchange %s reason is %q, not %q", id, cur.reason, c.IfReason)
 		}
 		if c.IfContentHash != "" && c.IfContentHash != cur.hash {
 			return refbridge.Errorf(refbridge.EConflict, "exchange %s content changed (an update arrived)", id)

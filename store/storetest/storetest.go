@@ -493,6 +493,9 @@ func testTransitionPreconditions(t *testing.T, open Opener) {
 		{"ContentHashChanged", func(refbridge.Exchange) store.Change {
 			return store.Change{IfContentHash: "stale", To: refbridge.StateMapped}
 		}, refbridge.EConflict},
+		{"ReasonChanged", func(refbridge.Exchange) store.Change {
+			return store.Change{IfReason: "sync_pending", To: refbridge.StateMapped}
+		}, refbridge.EConflict},
 		{"UnknownTarget", func(refbridge.Exchange) store.Change { return store.Change{To: "shipped"} }, refbridge.EInvalid},
 	}
 	for _, tt := range tests {
