@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"strings"
+	"time"
 
 	"refbridge"
 	"refbridge/mapping"
@@ -139,6 +140,12 @@ func (e *Engine) stepReferralDecision(ctx context.Context, ex refbridge.Exchange
 		ref, sent, err := e.findReferral(ctx, ex.Key, dp)
 		if err != nil {
 			return stop, err
+		}
+		if sent.State == refbridge.StateReceived || sent.State == refbridge.StateMapped {
+			// DTP has the referral but its own exchange has not recorded
+			// that yet (it is between the send and the commit, or restarting):
+			// wait, so that the referral ends with its decision, not after it.
+			return stop, &retryLater{After: time.Second}
 		}
 		if sent.Reason == ReasonConsentWithdrawn {
 			return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateHeld, Reason: ReasonConsentWithdrawn, PeerRef: ref.String(), Problems: []refbridge.Problem{{

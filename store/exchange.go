@@ -272,7 +272,7 @@ type Change struct {
 	// state (e.g. a sync write-back pending) must not overwrite a reason
 	// another writer recorded meanwhile (e.g. consent withdrawn).
 	IfReason string
-	To            refbridge.ExchangeState
+	To       refbridge.ExchangeState
 	// Reason is a machine code; "" clears it.
 	Reason string
 	// Problems replace the exchange's problems; nil clears them.
