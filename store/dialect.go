@@ -15,7 +15,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
+	"modernc.org/sqlite"
 )
 
 //go:embed migrations/*/*.sql
@@ -126,10 +126,11 @@ func openSQLite(ctx context.Context, cfg Config) (*sql.DB, func() error, error) 
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
-	pool, err := sql.Open("sqlite", cfg.Path+"?"+q.Encode())
+	connector, err := sqlite.NewConnector(cfg.Path + "?" + q.Encode())
 	if err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("store: %w", err), unlock())
 	}
+	pool := sql.OpenDB(cachingConnector{connector})
 	pool.SetMaxOpenConns(1)
 	pool.SetMaxIdleConns(1)
 	pool.SetConnMaxLifetime(0)
