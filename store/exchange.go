@@ -340,76 +340,7 @@ func (db *DB) Transition(ctx context.Context, id string, c Change) (refbridge.Ex
 	if err != nil {
 		return refbridge.Exchange{}, errStore("transition", err)
 	}
-	var next row
-	err = db.inTx(ctx, func(tx *sql.Tx) error {
-		cur, err := scanRow(tx.QueryRowContext(ctx, db.q.lockByID, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return refbridge.Errorf(refbridge.ENotFound, "exchange %s not found", id)
-		}
-		if err != nil {
-			return err
-		}
-		if len(c.From) > 0 && !slices.Contains(c.From, refbridge.ExchangeState(cur.state)) {
-			return refbridge.Errorf(refbridge.EConflict, "exchange %s is %s, not %s", id, cur.state, joinStates(c.From))
-		}
-		if c.IfReason != "" && c.IfReason != cur.reason {
-			return refbridge.Errorf(refbridge.EConflict, "exchange %s reason is %q, not %q", id, cur.reason, c.IfReason)
-		}
-		if c.IfContentHash != "" && c.IfContentHash != cur.hash {
-			return refbridge.Errorf(refbridge.EConflict, "exchange %s content changed (an update arrived)", id)
-		}
-		next = cur
-		now := db.nowMicros()
-		next.state, next.reason, next.problems, next.updated = string(c.To), c.Reason, problems, now
-		if c.Attempted {
-			next.attempts++
-		}
-		if c.LastError != "" {
-			next.lastErr = string(c.LastError)
-		}
-		if c.PeerRef != "" {
-			next.peerRef = c.PeerRef
-		}
-		if c.Payload != nil {
-			next.payload, next.keyID = db.seal(c.Payload, cur.id, refbridge.Flow(cur.flow), cur.key)
-		}
-		var events []refbridge.AuditEvent
-		if ev, ok := c.changeEvent(cur); ok {
-			events = append(events, ev)
-		}
-		if c.To.Terminal() && db.retention == 0 {
-			if next.payload != nil || !next.purged.Valid {
-				next.purged = sql.NullInt64{Int64: now, Valid: true}
-				events = append(events, purgedEvent(cur.id, refbridge.Flow(cur.flow), cur.key, c.To))
-			}
-			next.payload, next.keyID = nil, sql.NullString{}
-		}
-		res, err := tx.ExecContext(ctx, db.q.transition, next.state, next.reason, next.problems, next.attempts,
-			next.lastErr, next.peerRef, next.payload, next.keyID, next.updated, next.purged,
-			id, cur.state, cur.hash)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n != 1 {
-			return refbridge.Errorf(refbridge.EConflict, "exchange %s changed concurrently", id)
-		}
-		if err := db.appendAudit(ctx, tx, now, events); err != nil {
-			return err
-		}
-		if c.Enqueue {
-			if _, err := db.inserter.InsertTx(ctx, tx, ProcessExchange{ExchangeID: id}, db.insertOpts(c.RunAt)); err != nil {
-				return fmt.Errorf("enqueue: %w", err)
-			}
-		}
-		if c.CompleteJob != nil {
-			if err := db.d.completeJob(ctx, tx, c.CompleteJob); err != nil {
-				return fmt.Errorf("complete job: %w", err)
-			}
-		}
-		return nil
-	})
+	next, err := db.groupTransition(ctx, id, c, problems)
 	if err != nil {
 		return refbridge.Exchange{}, errStore("transition", err)
 	}
@@ -424,6 +355,78 @@ func (db *DB) Transition(ctx context.Context, id string, c Change) (refbridge.Ex
 		ex.Payload, _ = db.open(next)
 	}
 	return ex, nil
+}
+
+// applyChange applies c to exchange id inside tx and returns the new row.
+func (db *DB) applyChange(ctx context.Context, tx *sql.Tx, id string, c Change, problems string) (row, error) {
+	var next row
+	cur, err := scanRow(tx.QueryRowContext(ctx, db.q.lockByID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return next, refbridge.Errorf(refbridge.ENotFound, "exchange %s not found", id)
+	}
+	if err != nil {
+		return next, err
+	}
+	if len(c.From) > 0 && !slices.Contains(c.From, refbridge.ExchangeState(cur.state)) {
+		return next, refbridge.Errorf(refbridge.EConflict, "exchange %s is %s, not %s", id, cur.state, joinStates(c.From))
+	}
+	if c.IfReason != "" && c.IfReason != cur.reason {
+		return next, refbridge.Errorf(refbridge.EConflict, "exchange %s reason is %q, not %q", id, cur.reason, c.IfReason)
+	}
+	if c.IfContentHash != "" && c.IfContentHash != cur.hash {
+		return next, refbridge.Errorf(refbridge.EConflict, "exchange %s content changed (an update arrived)", id)
+	}
+	next = cur
+	now := db.nowMicros()
+	next.state, next.reason, next.problems, next.updated = string(c.To), c.Reason, problems, now
+	if c.Attempted {
+		next.attempts++
+	}
+	if c.LastError != "" {
+		next.lastErr = string(c.LastError)
+	}
+	if c.PeerRef != "" {
+		next.peerRef = c.PeerRef
+	}
+	if c.Payload != nil {
+		next.payload, next.keyID = db.seal(c.Payload, cur.id, refbridge.Flow(cur.flow), cur.key)
+	}
+	var events []refbridge.AuditEvent
+	if ev, ok := c.changeEvent(cur); ok {
+		events = append(events, ev)
+	}
+	if c.To.Terminal() && db.retention == 0 {
+		if next.payload != nil || !next.purged.Valid {
+			next.purged = sql.NullInt64{Int64: now, Valid: true}
+			events = append(events, purgedEvent(cur.id, refbridge.Flow(cur.flow), cur.key, c.To))
+		}
+		next.payload, next.keyID = nil, sql.NullString{}
+	}
+	res, err := tx.ExecContext(ctx, db.q.transition, next.state, next.reason, next.problems, next.attempts,
+		next.lastErr, next.peerRef, next.payload, next.keyID, next.updated, next.purged,
+		id, cur.state, cur.hash)
+	if err != nil {
+		return next, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return next, err
+	} else if n != 1 {
+		return next, refbridge.Errorf(refbridge.EConflict, "exchange %s changed concurrently", id)
+	}
+	if err := db.appendAudit(ctx, tx, now, events); err != nil {
+		return next, err
+	}
+	if c.Enqueue {
+		if _, err := db.inserter.InsertTx(ctx, tx, ProcessExchange{ExchangeID: id}, db.insertOpts(c.RunAt)); err != nil {
+			return next, fmt.Errorf("enqueue: %w", err)
+		}
+	}
+	if c.CompleteJob != nil {
+		if err := db.d.completeJob(ctx, tx, c.CompleteJob); err != nil {
+			return next, fmt.Errorf("complete job: %w", err)
+		}
+	}
+	return next, nil
 }
 
 func joinStates(ss []refbridge.ExchangeState) string {

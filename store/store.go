@@ -63,6 +63,8 @@ type DB struct {
 	path      string
 	release   func() error
 	turn      chan struct{} // one writer transaction of ours at a time, FIFO
+	groupMu   sync.Mutex
+	pending   []*transitionReq // Transitions waiting for a group commit
 	closeOnce sync.Once
 	closeErr  error
 }

@@ -69,6 +69,7 @@ func Run(t *testing.T, open Opener) {
 		{"ReopenKeepsEverything", testReopenKeepsEverything},
 		{"TransitionChanges", testTransitionChanges},
 		{"TransitionConcurrentOneWins", testTransitionConcurrentOneWins},
+		{"TransitionGroupIsolatesFailures", testTransitionGroupIsolatesFailures},
 		{"TransitionPreconditions", testTransitionPreconditions},
 		{"UniqueJobPerExchange", testUniqueJobPerExchange},
 		{"UpdateWhileRunningIsRequeued", testUpdateWhileRunningIsRequeued},
@@ -605,6 +606,71 @@ func testTransitionConcurrentOneWins(t *testing.T, open Opener) {
 	}
 	if ex := get(t, s.db, id); ex.Attempts != 1 {
 		t.Fatalf("attempts = %d, want 1 (one winner)", ex.Attempts)
+	}
+}
+
+// testTransitionGroupIsolatesFailures: transitions committed together
+// (group commit) succeed or fail each on its own — an unknown id, a failed
+// precondition or a cancelled caller never undoes or blocks the others.
+func testTransitionGroupIsolatesFailures(t *testing.T, open Opener) {
+	s := newSetup(t, open)
+	const n = 40
+	items := make([]refbridge.Inbound, n)
+	for i := range items {
+		items[i] = inbound(fmt.Sprintf("IN-%02d", i), "h1")
+	}
+	intakes := receive(t, s.db, items...)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, n+1)
+	start := make(chan struct{})
+	for i := range n + 1 {
+		wg.Go(func() {
+			<-start
+			ctx, id := context.Background(), "unknown-exchange"
+			c := store.Change{From: []refbridge.ExchangeState{refbridge.StateReceived}, To: refbridge.StateMapped, Attempted: true}
+			if i < n {
+				id = intakes[i].ExchangeID
+			}
+			switch i % 4 {
+			case 1:
+				c.From = []refbridge.ExchangeState{refbridge.StateDelivered} // fails its precondition
+			case 2:
+				ctx = cancelled
+			}
+			_, errs[i] = s.db.Transition(ctx, id, c)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		want := refbridge.ErrorCode("")
+		switch {
+		case i == n:
+			want = refbridge.ENotFound
+		case i%4 == 1:
+			want = refbridge.EConflict
+		case i%4 == 2:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("change %d with a cancelled context: %v, want context.Canceled", i, err)
+			}
+			want = refbridge.EInternal
+		}
+		if got := refbridge.ErrorCodeOf(err); got != want {
+			t.Errorf("change %d: code %q (%v), want %q", i, got, err, want)
+		}
+		if i == n {
+			continue
+		}
+		ex := get(t, s.db, intakes[i].ExchangeID)
+		wantState := refbridge.StateMapped
+		if i%4 == 1 || i%4 == 2 {
+			wantState = refbridge.StateReceived
+		}
+		if ex.State != wantState || (wantState == refbridge.StateMapped) != (ex.Attempts == 1) {
+			t.Errorf("exchange %d is %s with %d attempts, want %s", i, ex.State, ex.Attempts, wantState)
+		}
 	}
 }
 
