@@ -81,6 +81,12 @@ func (db *DB) NewQueue(cfg QueueConfig) (*river.Client[*sql.Tx], error) {
 		cfg.Logger = db.log
 	}
 	rc := &river.Config{
+		// River fetches at most once per cooldown, so its default (100 ms)
+		// caps a queue at MaxWorkers jobs per 100 ms — the end-to-end limit
+		// we measured. SQLite has no LISTEN/NOTIFY: new jobs are found by
+		// polling, a cheap indexed query on a local file.
+		FetchCooldown:        5 * time.Millisecond,
+		FetchPollInterval:    50 * time.Millisecond,
 		JobTimeout:           cfg.JobTimeout,
 		Logger:               cfg.Logger,
 		MaxAttempts:          cfg.MaxAttempts,
