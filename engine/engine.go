@@ -92,7 +92,8 @@ type Engine struct {
 	users userCache
 
 	mu      sync.Mutex
-	trigger func(ctx context.Context, recordID string) error
+	trigger func(ctx context.Context, recordIDs []string) error
+	scans   scanQueue
 }
 
 // New checks cfg and returns an engine.
@@ -130,6 +131,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg: cfg, p: cfg.Profile, store: cfg.Store, primero: cfg.Primero, dtp: cfg.DTP,
 		now: cfg.Now, log: cfg.Logger,
 		users: userCache{ttl: cfg.UserCacheTTL, now: cfg.Now, entries: map[string]cachedUser{}},
+		scans: scanQueue{turn: make(chan struct{}, 1)},
 	}
 	e.primeroCircuit = newCircuit("primero", cfg.BreakerTimeout, e.log)
 	e.dtpCircuit = newCircuit("dtp", cfg.BreakerTimeout, e.log)
@@ -179,22 +181,75 @@ func call[T any](cb *gobreaker.CircuitBreaker[any], fn func() (T, error)) (T, er
 // attempt of the exchange and do not count against its retry budget.
 var errCircuitOpen = errors.New("circuit open")
 
-// SetTrigger installs how a Primero webhook schedules a case scan (the
-// queue's insert); until then CaseChanged scans in the caller's goroutine.
-func (e *Engine) SetTrigger(fn func(ctx context.Context, recordID string) error) {
+// SetTrigger installs how Primero webhooks schedule case scans (the
+// queue's insert of one job per case, in one transaction); until then
+// CaseChanged scans in the caller's goroutine.
+func (e *Engine) SetTrigger(fn func(ctx context.Context, recordIDs []string) error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.trigger = fn
 }
 
 // CaseChanged is called for a Primero webhook: the case is scanned at once
-// instead of at the next poll.
+// instead of at the next poll. It returns once the scan is queued. Webhooks
+// that arrive while an earlier insert is being written are queued together
+// in the next one (Primero sends one per saved case, so under load this
+// turns hundreds of small transactions into a few).
 func (e *Engine) CaseChanged(ctx context.Context, recordID string) error {
 	e.mu.Lock()
 	trigger := e.trigger
 	e.mu.Unlock()
-	if trigger != nil {
-		return trigger(ctx, recordID)
+	if trigger == nil {
+		return e.ScanCase(ctx, recordID)
 	}
-	return e.ScanCase(ctx, recordID)
+	req := &scanRequest{recordID: recordID, done: make(chan struct{})}
+	e.scans.mu.Lock()
+	e.scans.pending = append(e.scans.pending, req)
+	e.scans.mu.Unlock()
+	select {
+	case <-req.done:
+		return req.err
+	case e.scans.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err() // still pending: the next insert carries it
+	}
+	defer func() { <-e.scans.turn }()
+	for {
+		select {
+		case <-req.done:
+			return req.err
+		default:
+		}
+		e.scans.mu.Lock()
+		batch := e.scans.pending
+		e.scans.pending = nil
+		e.scans.mu.Unlock()
+		ids := make([]string, 0, len(batch))
+		seen := make(map[string]bool, len(batch))
+		for _, r := range batch {
+			if !seen[r.recordID] {
+				seen[r.recordID] = true
+				ids = append(ids, r.recordID)
+			}
+		}
+		err := trigger(context.WithoutCancel(ctx), ids)
+		for _, r := range batch {
+			r.err = err
+			close(r.done)
+		}
+	}
+}
+
+// scanRequest is one webhook waiting for its scan to be queued.
+type scanRequest struct {
+	recordID string
+	done     chan struct{}
+	err      error
+}
+
+// scanQueue coalesces webhooks into one queue insert (see CaseChanged).
+type scanQueue struct {
+	mu      sync.Mutex
+	pending []*scanRequest
+	turn    chan struct{} // held by the caller writing an insert
 }

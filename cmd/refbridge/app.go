@@ -90,8 +90,12 @@ func wire(db *store.DB, c appConfig) (*app, error) {
 	}
 	// Not unique: a scan is idempotent, and a webhook for a change made
 	// while an earlier scan of the case runs must not be dropped.
-	eng.SetTrigger(func(ctx context.Context, recordID string) error {
-		_, err := queue.Insert(ctx, engine.ScanCaseArgs{RecordID: recordID}, nil)
+	eng.SetTrigger(func(ctx context.Context, recordIDs []string) error {
+		jobs := make([]river.InsertManyParams, len(recordIDs))
+		for i, id := range recordIDs {
+			jobs[i] = river.InsertManyParams{Args: engine.ScanCaseArgs{RecordID: id}}
+		}
+		_, err := queue.InsertManyFast(ctx, jobs)
 		return err
 	})
 	srv, err := server.New(server.Config{
