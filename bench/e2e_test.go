@@ -161,6 +161,42 @@ func (br *bridge) peakRSS(b *testing.B) float64 {
 	return 0
 }
 
+// cpuTime is the CPU time (user + system) the child has used so far.
+func (br *bridge) cpuTime(b *testing.B) time.Duration {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", br.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start at ")".
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		b.Fatalf("short /proc/PID/stat: %q", data)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] { // utime, stime (fields 14 and 15 of stat)
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on Linux.
+const clockTicks = 100
+
+// selfCPU is the CPU time this process (both simulators and the senders) has used.
+func selfCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // stop ends the child gracefully and fails on an unclean exit.
 func (br *bridge) stop(b *testing.B) {
 	b.Helper()
@@ -184,7 +220,7 @@ func (br *bridge) stop(b *testing.B) {
 // the child's peak RSS (VmHWM). The simulators share the machine's two
 // cores with the bridge.
 func BenchmarkEndToEndF1(b *testing.B) {
-	for _, workers := range []int{8, 32} {
+	for _, workers := range []int{8, 32, 128} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			br := startBridge(b, workers)
 			tmpl := newBatchTemplate(b, br.profile, 100)
@@ -198,6 +234,7 @@ func BenchmarkEndToEndF1(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
 			b.ResetTimer()
+			bridgeCPU, peersCPU := br.cpuTime(b), selfCPU(b)
 			for range 4 {
 				wg.Add(1)
 				go func() {
@@ -237,6 +274,10 @@ func BenchmarkEndToEndF1(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(want)/b.Elapsed().Seconds(), "referrals/s")
 			b.ReportMetric(br.peakRSS(b), "peak-RSS-MB")
+			// CPU per referral on each side shows what the two cores allow:
+			// the simulators and senders share them with the bridge.
+			b.ReportMetric(float64((br.cpuTime(b)-bridgeCPU).Microseconds())/1000/float64(want), "bridge-CPU-ms/referral")
+			b.ReportMetric(float64((selfCPU(b)-peersCPU).Microseconds())/1000/float64(want), "peers-CPU-ms/referral")
 			if d := br.dtp.Doubles(); len(d) > 0 {
 				b.Fatalf("doubles at DTP: %v", d[:min(len(d), 5)])
 			}
