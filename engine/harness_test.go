@@ -44,12 +44,31 @@ type harness struct {
 // bridgeToken is the bearer token the simulated DTP presents.
 const bridgeToken = "test-inbound-token"
 
-func newHarness(t *testing.T) *harness {
+// harnessOption changes how newHarness sets up.
+type harnessOption func(*harnessConfig)
+
+type harnessConfig struct {
+	profile *profile.Profile
+}
+
+// withProfile runs the engine under p instead of the Gambella profile.
+func withProfile(p *profile.Profile) harnessOption {
+	return func(c *harnessConfig) { c.profile = p }
+}
+
+func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	t.Helper()
 	ctx := context.Background()
-	p, err := profile.Load("gambella")
-	if err != nil {
-		t.Fatal(err)
+	var hc harnessConfig
+	for _, o := range opts {
+		o(&hc)
+	}
+	p := hc.profile
+	if p == nil {
+		var err error
+		if p, err = profile.Load("gambella"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	psim := primerotest.NewServer(t, primerotest.Options{Seed: 1})
 	phone := "+000000000900"
@@ -196,6 +215,13 @@ func (h *harness) poll() {
 // record id, the service unique_id and the DTP org-referral id.
 func (h *harness) seedReferredCase(individual string, consent bool) (string, string, string) {
 	h.t.Helper()
+	return h.seedCase(individual, consent, false)
+}
+
+// seedCase is seedReferredCase with the referral's consent override set
+// as given (Primero accepts a referral without consent only with one).
+func (h *harness) seedCase(individual string, consent, override bool) (string, string, string) {
+	h.t.Helper()
 	id := h.primero.SeedCase(map[string]any{
 		"owned_by": caseWorker, "owned_by_agency_id": "UNICEF", "module_id": "primeromodule-cp", "status": "open",
 		"name_first": "Testchild", "name_last": "Fixture", "date_of_birth": "2014-03-15", "sex": "female",
@@ -210,7 +236,7 @@ func (h *harness) seedReferredCase(individual string, consent bool) (string, str
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if _, err := h.primero.ReferService(id, svc, caseWorker, unhcrUser, false); err != nil && consent {
+	if _, err := h.primero.ReferService(id, svc, caseWorker, unhcrUser, override); err != nil && (consent || override) {
 		h.t.Fatal(err)
 	}
 	c := h.primero.Case(id)

@@ -147,16 +147,35 @@ func (e *Engine) derive(ctx context.Context, c refbridge.Case) ([]refbridge.Inbo
 		case err != nil && refbridge.ErrorCodeOf(err) != refbridge.ENotFound:
 			return nil, err
 		}
-		// What makes a referral new again before it is sent is its consent:
-		// a held referral is released when consent is recorded later.
-		items = append(items, refbridge.Inbound{
+		// What makes a referral new again before it is sent is its consent.
+		item := refbridge.Inbound{
 			Flow: refbridge.FlowReferral, Key: key,
 			ContentHash: hash([]byte(r.ID), []byte{boolByte(ok)}),
 			Payload:     encode(in), State: refbridge.StateReceived,
 			PeerRef: referralRef{CaseRecordID: c.ID, ReferralID: r.ID}.String(),
-		})
+		}
+		if ok && err == nil && sent.State == refbridge.StateHeld && sent.Reason == ReasonConsentMissing && sent.ContentHash != item.ContentHash {
+			if err := e.release(ctx, sent, item, primeroActor(c.LastUpdatedBy)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		items = append(items, item)
 	}
 	return items, nil
+}
+
+// release sends a referral held for consent on its way now that consent is
+// recorded, and audits who recorded it (the user who last saved the case).
+// A concurrent change of the held exchange wins; the next poll looks again.
+func (e *Engine) release(ctx context.Context, held refbridge.Exchange, item refbridge.Inbound, actor string) error {
+	err := e.move(ctx, held, store.Change{From: []refbridge.ExchangeState{refbridge.StateHeld}, IfReason: ReasonConsentMissing,
+		To: refbridge.StateReceived, Payload: item.Payload, ContentHash: item.ContentHash, PeerRef: item.PeerRef, Enqueue: true,
+		AuditKind: refbridge.AuditReleased, Actor: actor})
+	if isStoreConflict(err) {
+		return nil
+	}
+	return err
 }
 
 func hash(parts ...[]byte) string {

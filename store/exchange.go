@@ -279,6 +279,11 @@ type Change struct {
 	Problems []refbridge.Problem
 	// PeerRef, when not "", replaces the peer reference.
 	PeerRef string
+	// ContentHash, when not "", replaces the content hash: a change that
+	// puts new content in the exchange (a held referral released with the
+	// case as it is now) records which content that is, so intake of the
+	// same content later is a duplicate.
+	ContentHash string
 	// Payload, when not nil, replaces the payload, encrypted under the current key.
 	Payload []byte
 	// Attempted counts an attempt (attempts++).
@@ -388,6 +393,9 @@ func (db *DB) applyChange(ctx context.Context, tx *sql.Tx, id string, c Change, 
 	if c.PeerRef != "" {
 		next.peerRef = c.PeerRef
 	}
+	if c.ContentHash != "" {
+		next.hash = c.ContentHash
+	}
 	if c.Payload != nil {
 		next.payload, next.keyID = db.seal(c.Payload, cur.id, refbridge.Flow(cur.flow), cur.key)
 	}
@@ -402,7 +410,7 @@ func (db *DB) applyChange(ctx context.Context, tx *sql.Tx, id string, c Change, 
 		}
 		next.payload, next.keyID = nil, sql.NullString{}
 	}
-	res, err := tx.ExecContext(ctx, db.q.transition, next.state, next.reason, next.problems, next.attempts,
+	res, err := tx.ExecContext(ctx, db.q.transition, next.hash, next.state, next.reason, next.problems, next.attempts,
 		next.lastErr, next.peerRef, next.payload, next.keyID, next.updated, next.purged,
 		id, cur.state, cur.hash)
 	if err != nil {

@@ -78,7 +78,7 @@ func newQueries(d *dialect) queries {
 		lockByID: b(`SELECT ` + exchangeColumns + ` FROM exchange WHERE id = ?` + d.lockRow),
 		// The WHERE repeats what the transaction read: on an engine with
 		// concurrent writers a lost race shows as 0 rows, never as a double move.
-		transition: b(`UPDATE exchange SET state = ?, reason = ?, problems = ?, attempts = ?, last_error = ?,
+		transition: b(`UPDATE exchange SET content_hash = ?, state = ?, reason = ?, problems = ?, attempts = ?, last_error = ?,
  peer_ref = ?, payload = ?, key_id = ?, updated_at = ?, purged_at = ?
  WHERE id = ? AND state = ? AND content_hash = ?`),
 

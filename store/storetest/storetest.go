@@ -552,6 +552,18 @@ func testTransitionChanges(t *testing.T, open Opener) {
 		t.Fatalf("CreatedAt %v UpdatedAt %v: want UTC and created before updated", ex.CreatedAt, ex.UpdatedAt)
 	}
 
+	// ContentHash replaces the hash (a held referral released with new
+	// content): the same content arriving later is a duplicate, and a
+	// precondition on the old hash fails.
+	if ex, err = s.db.Transition(ctx, id, store.Change{To: refbridge.StateDelivered, ContentHash: "h2"}); err != nil || ex.ContentHash != "h2" {
+		t.Fatalf("ContentHash change: %+v, %v", ex, err)
+	}
+	if got := receive(t, s.db, inbound("IN-1", "h2"))[0]; got.Outcome != refbridge.IntakeDuplicate {
+		t.Fatalf("intake of the content the exchange now holds: %s, want duplicate", got.Outcome)
+	}
+	_, err = s.db.Transition(ctx, id, store.Change{To: refbridge.StateDelivered, IfContentHash: "h1"})
+	wantCode(t, err, refbridge.EConflict)
+
 	// Enqueue with RunAt schedules a job for later (the intake job is still
 	// live, so cancel it first to see the new one).
 	for _, j := range jobsByExchange(t, jobs, liveStates...)[id] {
