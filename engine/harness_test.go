@@ -70,7 +70,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 			t.Fatal(err)
 		}
 	}
-	psim := primerotest.NewServer(t, primerotest.Options{Seed: 1})
+	psim := primerotest.NewServer(t, primerotest.Options{Seed: 1, RecordWrites: true})
 	phone := "+000000000900"
 	contact := func(name, full string) refbridge.User {
 		return refbridge.User{UserName: name, FullName: full, Email: name + "@example.org", Phone: &phone, Position: "Test position"}

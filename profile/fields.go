@@ -117,6 +117,11 @@ func wireRequired(kind Kind) []string {
 		return []string{"unhcr_individual_no", "services_section.unique_id", "services_section.progres_interventionnumber"}
 	case KindReferralDecision:
 		return []string{"status"}
+	case KindDTPReferral:
+		// DTP refuses a referral without these (contract progres-dtp §3.3):
+		// it routes by service and finds the person by individual number.
+		return []string{"primero_user", "position", "email", "phone", "full_name", "request_type",
+			"service_implementing_agency", "service_type", "owned_by_agency_id", "unhcr_individual_no", "id"}
 	}
 	t := messageType(kind)
 	var out []string

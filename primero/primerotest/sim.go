@@ -38,6 +38,9 @@ type Options struct {
 	Seed int64
 	// Webhooks are the outbound webhooks the deployment has registered.
 	Webhooks []Webhook
+	// RecordWrites keeps the body of every create and update request, as
+	// received, for Writes (tests of what leaves refbridge).
+	RecordWrites bool
 	// MaxPer caps `per` on GET /api/v2/cases. Default 1000.
 	MaxPer int
 	// DisableBasicAuth refuses HTTP Basic so that a test can prove a client
@@ -127,6 +130,7 @@ type Sim struct {
 	logins     map[string]*loginWindow
 	syncLog    map[string][]SyncEntry
 	webhookLog []WebhookDelivery
+	writes     []Write
 }
 
 // New returns a simulator that is not listening; serve Handler() yourself.
@@ -251,6 +255,9 @@ func (s *Sim) count(pattern string, h http.Handler) http.Handler {
 		s.reqMu.Lock()
 		s.requests[pattern]++
 		s.reqMu.Unlock()
+		if s.opts.RecordWrites && (r.Method == http.MethodPost || r.Method == http.MethodPatch) {
+			s.recordWrite(pattern, r)
+		}
 		h.ServeHTTP(w, r)
 	})
 }
