@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"refbridge"
+	"refbridge/engine"
 	"refbridge/mapping"
 	"refbridge/server"
 	"refbridge/store"
@@ -24,6 +25,9 @@ type traffic struct {
 	invalid       map[string]bool   // F1 numbers sent without a family name
 	referrals     map[string]string // F2 org-referral id → case record id
 	withdrawn     map[string]bool   // F2 referrals whose consent was withdrawn before sending
+	consentLater  map[string]bool   // … of which consent is given again later (released)
+	overridden    map[string]bool   // F2 referrals made with a consent override instead of consent
+	withdrawAfter map[string]bool   // F2 referrals whose consent is withdrawn once they reached DTP
 	decided       map[string]string // F1d intervention number → decision
 	answered      map[string]string // F2d org-referral id → review decision code
 }
@@ -31,6 +35,7 @@ type traffic struct {
 // run sends everything and waits until the bridge has settled each phase.
 func (t *traffic) run(ctx context.Context) error {
 	t.invalid, t.referrals, t.withdrawn = map[string]bool{}, map[string]string{}, map[string]bool{}
+	t.consentLater, t.overridden, t.withdrawAfter = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	t.decided, t.answered = map[string]string{}, map[string]string{}
 	if err := t.sendInterventions(ctx); err != nil {
 		return err
@@ -41,6 +46,12 @@ func (t *traffic) run(ctx context.Context) error {
 	if err := t.settle(ctx, "interventions and referrals", func(c counts) bool {
 		return c.resting(refbridge.FlowIntervention) == len(t.interventions) && c.resting(refbridge.FlowReferral) == len(t.referrals)
 	}); err != nil {
+		return err
+	}
+	if err := t.changeConsent(); err != nil {
+		return err
+	}
+	if err := t.settle(ctx, "consent changes", t.consentSettled(ctx)); err != nil {
 		return err
 	}
 	if err := t.decideServices(ctx); err != nil {
@@ -119,16 +130,21 @@ func (t *traffic) sendInterventions(ctx context.Context) error {
 	return nil
 }
 
-// makeReferrals acts as Primero case workers referring services to UNHCR;
-// every eighth child's consent is withdrawn before the bridge can send it.
+// makeReferrals acts as Primero case workers referring services to UNHCR.
+// Of every eight children, one's consent is withdrawn before the bridge can
+// send the referral (every other such child's consent is given again later),
+// one is referred with a consent override instead of consent (which the
+// Gambella profile does not accept), and one's consent is withdrawn once the
+// referral has reached UNHCR.
 func (t *traffic) makeReferrals() error {
 	p := t.d.primero
 	for i := 1; i <= max(1, t.n/2); i++ {
+		override := i%8 == 4
 		id := p.SeedCase(map[string]any{
 			"owned_by": demoCaseWorker, "owned_by_agency_id": "UNICEF", "module_id": "primeromodule-cp", "status": "open",
 			"name_first": fmt.Sprintf("Democase%d", i), "name_last": "Synthetic", "date_of_birth": "2013-06-30", "sex": "male",
 			"unhcr_individual_no": fmt.Sprintf("DEMO-R-%07d", i), "unhcr_id_no": "DEMO-26-R", "language": []any{"language2"},
-			"address_current": "Demo camp", "consent_for_services": true, "disclosure_other_orgs": true,
+			"address_current": "Demo camp", "consent_for_services": !override, "disclosure_other_orgs": !override,
 		})
 		svc, err := p.AddService(id, demoCaseWorker, map[string]any{
 			"service_type": "shelter", "service_implementing_agency": t.d.profile.Referrals().ReceivingAgency,
@@ -137,20 +153,69 @@ func (t *traffic) makeReferrals() error {
 		if err != nil {
 			return fmt.Errorf("demo: add service: %w", err)
 		}
-		if _, err := p.ReferService(id, svc, demoCaseWorker, demoUNHCRUser, false); err != nil {
+		if _, err := p.ReferService(id, svc, demoCaseWorker, demoUNHCRUser, override); err != nil {
 			return fmt.Errorf("demo: refer service: %w", err)
 		}
 		org := mapping.OrgReferralID(p.Case(id)["case_id"].(string), svc)
 		t.referrals[org] = id
-		if i%8 == 0 {
+		switch {
+		case override:
+			t.overridden[org] = true
+		case i%8 == 0:
 			if err := p.SetConsent(id, demoCaseWorker, false, false); err != nil {
 				return err
 			}
 			t.withdrawn[org] = true
+			t.consentLater[org] = i%16 == 0
+		case i%8 == 2:
+			t.withdrawAfter[org] = true
 		}
 	}
-	fmt.Fprintf(t.out, "F2  referred %d services to UNHCR in Primero (%d with consent withdrawn)\n", len(t.referrals), len(t.withdrawn))
+	fmt.Fprintf(t.out, "F2  referred %d services to UNHCR in Primero (%d with consent withdrawn, %d with a consent override instead of consent)\n",
+		len(t.referrals), len(t.withdrawn), len(t.overridden))
 	return nil
+}
+
+// changeConsent records consent again for some held referrals (the bridge
+// releases them) and withdraws it for some that already reached UNHCR (the
+// bridge exchanges nothing more about them).
+func (t *traffic) changeConsent() error {
+	given, withdrawn := 0, 0
+	for org, later := range t.consentLater {
+		if later {
+			if err := t.d.primero.SetConsent(t.referrals[org], demoCaseWorker, true, true); err != nil {
+				return err
+			}
+			given++
+		}
+	}
+	for org := range t.withdrawAfter {
+		if err := t.d.primero.SetConsent(t.referrals[org], demoCaseWorker, false, false); err != nil {
+			return err
+		}
+		withdrawn++
+	}
+	fmt.Fprintf(t.out, "F2  consent given later for %d held referrals; withdrawn for %d referrals after they reached UNHCR\n", given, withdrawn)
+	return nil
+}
+
+// consentSettled holds once every released referral has reached DTP and
+// every withdrawal after sending is recorded on its exchange.
+func (t *traffic) consentSettled(ctx context.Context) func(counts) bool {
+	return func(counts) bool {
+		for org, later := range t.consentLater {
+			if later && t.d.dtp.ReferralCounts()[org] == 0 {
+				return false
+			}
+		}
+		for org := range t.withdrawAfter {
+			ex, err := t.d.app.db.GetByKey(ctx, refbridge.FlowReferral, org)
+			if err != nil || ex.Reason != engine.ReasonConsentWithdrawn {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 // decideServices has case workers accept or reject every third service that
@@ -207,7 +272,8 @@ func (t *traffic) answerReferrals(ctx context.Context) error {
 }
 
 // counts are the bridge's exchanges per flow and state, and how many
-// referrals reached DTP and wait for UNHCR's decision.
+// referrals reached DTP and rest there: waiting for UNHCR's decision, or
+// stopped because consent was withdrawn.
 type counts struct {
 	raw     map[refbridge.Flow]map[refbridge.ExchangeState]int
 	waiting int
@@ -271,11 +337,15 @@ func (t *traffic) counts(ctx context.Context) (counts, error) {
 	if err != nil {
 		return counts{}, err
 	}
-	waiting, _, err := t.d.app.db.List(ctx, store.Filter{Flow: refbridge.FlowReferral, State: refbridge.StateDelivered, Reason: "awaiting_decision"})
-	if err != nil {
-		return counts{}, err
+	waiting := 0
+	for _, reason := range []string{engine.ReasonAwaitingDecision, engine.ReasonConsentWithdrawn} {
+		_, n, err := t.d.app.db.List(ctx, store.Filter{Flow: refbridge.FlowReferral, State: refbridge.StateDelivered, Reason: reason, Limit: 1})
+		if err != nil {
+			return counts{}, err
+		}
+		waiting += n
 	}
-	return counts{raw: raw, waiting: len(waiting)}, nil
+	return counts{raw: raw, waiting: waiting}, nil
 }
 
 // summary compares what the demo sent with what the simulators hold: each
