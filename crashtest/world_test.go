@@ -6,14 +6,20 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -60,6 +66,13 @@ type worldConfig struct {
 	MaxAttempts  int
 	// PeerTimeout bounds one HTTP attempt to either peer.
 	PeerTimeout time.Duration
+	// Replicas is how many `refbridge serve` processes share the store
+	// (default 1). Several need Postgres; they sit behind an in-process
+	// round-robin load balancer at the world's address, as behind a real one.
+	Replicas int
+	// Postgres is the store's URL; empty keeps an SQLite file in the world's
+	// temporary directory.
+	Postgres string
 }
 
 // world is the two simulators in this process and `refbridge serve` as a
@@ -75,17 +88,23 @@ type world struct {
 	dtp     *dtptest.Sim
 	keys    *store.Keyring
 	token   string
-	addr    string
-	config  string
-	dbPath  string
+	addr    string // where DTP and Primero's webhooks reach the bridge
+	dbPath  string // the SQLite file or the Postgres URL
 	logPath string
+	rng     *rand.Rand // picks which replica a kill hits
 
-	mu     sync.Mutex
-	proc   *process
-	starts int
-	kills  int
-	stops  int
-	killed []time.Time // when each SIGKILL was sent
+	mu       sync.Mutex
+	replicas []*replica
+	starts   int
+	kills    int
+	stops    int
+	killed   []time.Time // when each SIGKILL was sent
+}
+
+// replica is one `refbridge serve` of the world, on its own port.
+type replica struct {
+	addr, config string
+	proc         *process // nil while stopped
 }
 
 // process is one run of the child.
@@ -100,7 +119,13 @@ type process struct {
 
 func newWorld(t *testing.T, cfg worldConfig) *world {
 	t.Helper()
-	w := &world{t: t, cfg: cfg, bin: bin.Path(t), dir: t.TempDir()}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Replicas > 1 && cfg.Postgres == "" {
+		t.Fatal("several replicas need a Postgres store")
+	}
+	w := &world{t: t, cfg: cfg, bin: bin.Path(t), dir: t.TempDir(), rng: rand.New(rand.NewPCG(cfg.Seed, 0x7265706c))}
 	var err error
 	if w.profile, err = profile.Load("gambella"); err != nil {
 		t.Fatal(err)
@@ -150,8 +175,19 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 		return p
 	}
 	w.dbPath = filepath.Join(w.dir, "store", "refbridge.db")
+	if cfg.Postgres != "" {
+		w.dbPath = cfg.Postgres
+	}
 	w.logPath = filepath.Join(w.dir, "refbridge.log")
-	yaml := fmt.Sprintf(`profile: gambella
+	keysFile, tokensFile := secret("keys", keyText), secret("inbound-tokens", "# DTP's tokens\n"+w.token+"\n")
+	webhookFile, passwordFile := secret("webhook-keys", webhookKey+"\n"), secret("primero-password", apiPassword+"\n")
+	subKeyFile := secret("dtp-subscription-key", subKey+"\n")
+	for i := range cfg.Replicas {
+		addr := w.addr
+		if cfg.Replicas > 1 {
+			addr = freeAddr(t)
+		}
+		yaml := fmt.Sprintf(`profile: gambella
 listen: %s
 log:
   level: info
@@ -182,16 +218,53 @@ engine:
   poll_overlap: %s
   max_attempts: %d
   workers: %d
-`, w.addr, w.dbPath, secret("keys", keyText),
-		secret("inbound-tokens", "# DTP's tokens\n"+w.token+"\n"), secret("webhook-keys", webhookKey+"\n"),
-		w.primero.URL, apiUser, secret("primero-password", apiPassword+"\n"), cfg.PeerTimeout,
-		w.dtp.ReferralURL(), w.dtp.DecisionURL(), secret("dtp-subscription-key", subKey+"\n"),
-		pki.ClientCertFile, pki.ClientKeyFile, pki.CAFile, cfg.PeerTimeout,
-		cfg.PollInterval, cfg.PollOverlap, cfg.MaxAttempts, cfg.Workers)
-	w.config = secret("refbridge.yaml", yaml)
+`, addr, w.dbPath, keysFile, tokensFile, webhookFile,
+			w.primero.URL, apiUser, passwordFile, cfg.PeerTimeout,
+			w.dtp.ReferralURL(), w.dtp.DecisionURL(), subKeyFile,
+			pki.ClientCertFile, pki.ClientKeyFile, pki.CAFile, cfg.PeerTimeout,
+			cfg.PollInterval, cfg.PollOverlap, cfg.MaxAttempts, cfg.Workers)
+		w.replicas = append(w.replicas, &replica{addr: addr, config: secret(fmt.Sprintf("refbridge-%d.yaml", i), yaml)})
+	}
+	if cfg.Replicas > 1 {
+		w.balance(t)
+	}
 	// Registered after the simulators' cleanups, so it runs before them.
 	t.Cleanup(w.cleanup)
 	return w
+}
+
+// balance serves the world's address with a round-robin proxy over the
+// replicas that are running: what a load balancer in front of several
+// replicas does. A replica killed mid-request answers 502, like a real one.
+func (w *world) balance(t *testing.T) {
+	t.Helper()
+	var next atomic.Uint64
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			w.mu.Lock()
+			var up []string
+			for _, rep := range w.replicas {
+				if rep.proc != nil {
+					up = append(up, rep.addr)
+				}
+			}
+			w.mu.Unlock()
+			target := "127.0.0.1:1" // nothing listens: 502
+			if len(up) > 0 {
+				target = up[next.Add(1)%uint64(len(up))]
+			}
+			r.SetURL(&url.URL{Scheme: "http", Host: target})
+		},
+		ErrorHandler: func(rw http.ResponseWriter, _ *http.Request, _ error) { rw.WriteHeader(http.StatusBadGateway) },
+		ErrorLog:     log.New(io.Discard, "", 0),
+	}
+	ln, err := net.Listen("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 }
 
 // freeAddr returns a loopback address nobody listens on now; the bridge
@@ -209,20 +282,34 @@ func freeAddr(t *testing.T) string {
 
 func (w *world) url(route string) string { return "http://" + w.addr + route }
 
-// start runs `refbridge serve --config …`; its output is appended to logPath.
+// start runs every stopped replica (`refbridge serve --config …`); their
+// output is appended to logPath.
 func (w *world) start() {
 	w.t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.proc != nil {
-		w.t.Fatal("start: the bridge is already running")
+	n := 0
+	for i, rep := range w.replicas {
+		if rep.proc == nil {
+			w.startLocked(i)
+			n++
+		}
 	}
+	if n == 0 {
+		w.t.Fatal("start: every replica is already running")
+	}
+}
+
+// startLocked starts replica i; callers hold w.mu.
+func (w *world) startLocked(i int) {
+	w.t.Helper()
+	rep := w.replicas[i]
 	f, err := os.OpenFile(w.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command(w.bin, "serve", "--config", w.config)
+	cmd := exec.Command(w.bin, "serve", "--config", rep.config)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = os.Environ()
 	if err := cmd.Start(); err != nil {
@@ -230,25 +317,31 @@ func (w *world) start() {
 	}
 	p := &process{cmd: cmd, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
-	w.proc = p
+	rep.proc = p
 	w.starts++
 }
 
-// running reports whether a child is running, failing the test if it died
+// running reports whether some replica runs, failing the test if one died
 // without being signalled.
 func (w *world) running() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.proc != nil && !w.exitedBySelf(w.proc)
+	up := false
+	for _, rep := range w.replicas {
+		if rep.proc != nil && !w.exitedBySelf(rep) {
+			up = true
+		}
+	}
+	return up
 }
 
 // exitedBySelf reports an exit the test did not cause. Callers hold w.mu.
-func (w *world) exitedBySelf(p *process) bool {
+func (w *world) exitedBySelf(rep *replica) bool {
 	select {
-	case <-p.done:
-		if !p.signalled {
-			w.t.Errorf("refbridge exited by itself (%v); log tail:\n%s", p.err, w.logTail(40))
-			w.proc = nil
+	case <-rep.proc.done:
+		if !rep.proc.signalled {
+			w.t.Errorf("refbridge exited by itself (%v); log tail:\n%s", rep.proc.err, w.logTail(40))
+			rep.proc = nil
 			return true
 		}
 	default:
@@ -256,15 +349,29 @@ func (w *world) exitedBySelf(p *process) bool {
 	return false
 }
 
-// kill sends SIGKILL: no deferred cleanup, no graceful shutdown.
-func (w *world) kill() {
+// kill sends SIGKILL to one running replica, chosen at random: no deferred
+// cleanup, no graceful shutdown. It returns which one.
+func (w *world) kill() int {
 	w.t.Helper()
+	w.mu.Lock()
+	var up []int
+	for i, rep := range w.replicas {
+		if rep.proc != nil {
+			up = append(up, i)
+		}
+	}
+	w.mu.Unlock()
+	if len(up) == 0 {
+		w.t.Fatal("kill: no replica is running")
+	}
+	i := up[w.rng.IntN(len(up))]
 	at := time.Now()
-	w.signal(syscall.SIGKILL, 0)
+	w.signal(i, syscall.SIGKILL, 0)
 	w.mu.Lock()
 	w.kills++
 	w.killed = append(w.killed, at)
 	w.mu.Unlock()
+	return i
 }
 
 func (w *world) killTimes() []time.Time {
@@ -273,22 +380,31 @@ func (w *world) killTimes() []time.Time {
 	return slices.Clone(w.killed)
 }
 
-// stop sends SIGTERM and waits for the graceful shutdown to finish.
+// stop sends SIGTERM to every running replica and waits for each graceful
+// shutdown to finish.
 func (w *world) stop() {
 	w.t.Helper()
-	w.signal(syscall.SIGTERM, 30*time.Second)
+	for i := range w.replicas {
+		w.mu.Lock()
+		up := w.replicas[i].proc != nil
+		w.mu.Unlock()
+		if up {
+			w.signal(i, syscall.SIGTERM, 30*time.Second)
+		}
+	}
 	w.mu.Lock()
 	w.stops++
 	w.mu.Unlock()
 }
 
-func (w *world) signal(sig syscall.Signal, grace time.Duration) {
+func (w *world) signal(i int, sig syscall.Signal, grace time.Duration) {
 	w.t.Helper()
 	w.mu.Lock()
-	p := w.proc
-	if p == nil || w.exitedBySelf(p) {
+	rep := w.replicas[i]
+	p := rep.proc
+	if p == nil || w.exitedBySelf(rep) {
 		w.mu.Unlock()
-		w.t.Fatalf("signal %v: the bridge is not running", sig)
+		w.t.Fatalf("signal %v: replica %d is not running", sig, i)
 	}
 	p.signalled = true
 	w.mu.Unlock()
@@ -309,42 +425,57 @@ func (w *world) signal(sig syscall.Signal, grace time.Duration) {
 	}
 	<-p.done
 	w.mu.Lock()
-	w.proc = nil
+	rep.proc = nil
 	w.mu.Unlock()
 }
 
 func (w *world) cleanup() {
 	w.mu.Lock()
-	p := w.proc
-	if p != nil {
-		p.signalled = true
+	var procs []*process
+	for _, rep := range w.replicas {
+		if rep.proc != nil {
+			rep.proc.signalled = true
+			procs = append(procs, rep.proc)
+		}
 	}
 	w.mu.Unlock()
-	if p != nil {
+	for _, p := range procs {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
 }
 
-// waitHealthy waits until the bridge answers /healthz.
+// waitHealthy waits until every running replica answers /healthz.
 func (w *world) waitHealthy(timeout time.Duration) {
 	w.t.Helper()
 	c := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !w.running() {
-			w.t.Fatal("the bridge is not running")
+	w.mu.Lock()
+	var addrs []string
+	for _, rep := range w.replicas {
+		if rep.proc != nil {
+			addrs = append(addrs, rep.addr)
 		}
-		resp, err := c.Get(w.url(server.RouteHealth))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	w.t.Fatalf("the bridge did not become healthy in %s; log tail:\n%s", timeout, w.logTail(40))
+	w.mu.Unlock()
+	for _, addr := range addrs {
+		for {
+			if !w.running() {
+				w.t.Fatal("the bridge is not running")
+			}
+			resp, err := c.Get("http://" + addr + server.RouteHealth)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				w.t.Fatalf("the bridge at %s did not become healthy in %s; log tail:\n%s", addr, timeout, w.logTail(40))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // logTail returns the last n lines the children wrote.
@@ -357,8 +488,8 @@ func (w *world) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// openStore opens the bridge's store with its keyring; the bridge must be
-// stopped (the store refuses a second process).
+// openStore opens the bridge's store with its keyring; on SQLite the
+// bridge must be stopped (the store refuses a second process).
 func (w *world) openStore(ctx context.Context) *store.DB {
 	w.t.Helper()
 	db, err := store.Open(ctx, store.Config{Path: w.dbPath, Keys: w.keys})
