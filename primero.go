@@ -177,11 +177,12 @@ type User struct {
 }
 
 // SyncStatus is the write-back a bridge leaves on a case for the case worker
-// to see (mark_synced*; primero-v2 §7).
+// to see (primero-v2 §7). It is sent as the case fields it names, exactly as
+// Case encodes them.
 type SyncStatus struct {
-	Synced bool
-	URL    string
-	Status string
+	Synced bool   `json:"mark_synced"`
+	URL    string `json:"mark_synced_url,omitempty"`
+	Status string `json:"mark_synced_status,omitempty"`
 }
 
 // FlexBool decodes a JSON boolean or the strings "true"/"false", as Primero

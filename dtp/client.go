@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"refbridge"
+	"refbridge/egress"
 	"refbridge/peerhttp"
 )
 
@@ -138,29 +139,43 @@ func New(cfg Config) (*Client, error) {
 }
 
 // SendReferral posts a referral to UNHCR (flow F2) to ReceiveIncomingReferral.
-// ref.ID, the org-referral id DTP echoes back with its decision, is required.
-func (c *Client) SendReferral(ctx context.Context, ref refbridge.DTPReferral) error {
-	if ref.ID == "" {
-		problems := []refbridge.Problem{{Field: "id", Rule: "required", Detail: "the org-referral id is the referral's key in DTP"}}
-		return &refbridge.Error{Code: refbridge.EInvalid, Peer: peerName, Message: "send referral: " + problemFields(problems), Problems: problems}
+// ref is the EgressFilter's output; a Message that did not pass it is
+// refused unsent. Its id, the org-referral id DTP echoes back with its
+// decision, is required.
+func (c *Client) SendReferral(ctx context.Context, ref egress.Message[refbridge.DTPReferral]) error {
+	const op = "send referral"
+	if err := ref.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	return c.post(ctx, "send referral "+ref.ID, c.referralURL, ref)
+	id := ref.Value().ID
+	if id == "" {
+		problems := []refbridge.Problem{{Field: "id", Rule: "required", Detail: "the org-referral id is the referral's key in DTP"}}
+		return &refbridge.Error{Code: refbridge.EInvalid, Peer: peerName, Message: op + ": " + problemFields(problems), Problems: problems}
+	}
+	return post(ctx, c, op+" "+id, c.referralURL, ref)
 }
 
 // SendInterventionStatus posts an intake callback or a decision about a
 // proGres intervention to ReceiveDecisionOutgoingReferral (flows F1, F1d).
-func (c *Client) SendInterventionStatus(ctx context.Context, st refbridge.InterventionStatus) error {
+// st is the EgressFilter's output; a Message that did not pass it is
+// refused unsent.
+func (c *Client) SendInterventionStatus(ctx context.Context, st egress.Message[refbridge.InterventionStatus]) error {
+	const op = "send intervention status"
+	if err := st.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	v := st.Value()
 	var problems []refbridge.Problem
-	if st.InterventionNumber == "" {
+	if v.InterventionNumber == "" {
 		problems = append(problems, refbridge.Problem{Field: "progres_interventionnumber", Rule: "required", Detail: "with status, the message's key in DTP"})
 	}
-	if st.Status == "" {
+	if v.Status == "" {
 		problems = append(problems, refbridge.Problem{Field: "status", Rule: "required", Detail: "with the intervention number, the message's key in DTP"})
 	}
 	if len(problems) > 0 {
-		return &refbridge.Error{Code: refbridge.EInvalid, Peer: peerName, Message: "send intervention status: " + problemFields(problems), Problems: problems}
+		return &refbridge.Error{Code: refbridge.EInvalid, Peer: peerName, Message: op + ": " + problemFields(problems), Problems: problems}
 	}
-	return c.post(ctx, fmt.Sprintf("send intervention status %s %q", st.InterventionNumber, st.Status), c.decisionURL, st)
+	return post(ctx, c, fmt.Sprintf("%s %s %q", op, v.InterventionNumber, v.Status), c.decisionURL, st)
 }
 
 // SetSubscriptionKey replaces the APIM subscription key, for key rotation.
@@ -186,9 +201,10 @@ func (c *Client) Reload() error {
 }
 
 // post sends one message with RetryUnsent: DTP's idempotency is unknown, so
-// only a message DTP provably did not process is sent again in-line.
-func (c *Client) post(ctx context.Context, op, url string, msg any) error {
-	body, err := json.Marshal(msg)
+// only a message DTP provably did not process is sent again in-line. msg is
+// the body as the EgressFilter sealed it.
+func post[T egress.Body](ctx context.Context, c *Client, op, url string, msg egress.Message[T]) error {
+	body, err := msg.MarshalJSON()
 	if err != nil {
 		return &refbridge.Error{Code: refbridge.EInternal, Peer: peerName, Message: op + ": encode", Err: err}
 	}

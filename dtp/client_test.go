@@ -26,7 +26,9 @@ import (
 	"refbridge"
 	"refbridge/dtp"
 	"refbridge/dtp/dtptest"
+	"refbridge/egress"
 	"refbridge/fault"
+	"refbridge/profile"
 )
 
 // fixtures is the repository's byte-identical copy of shared/fixtures, so the
@@ -40,6 +42,21 @@ func readFixture(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// filtered passes v through the EgressFilter with the Gambella profile's
+// general allow-lists, as the engine does before every send.
+func filtered[T egress.Body](t *testing.T, v T) egress.Message[T] {
+	t.Helper()
+	p, err := profile.Load("gambella")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := egress.Filter(p, "", v)
+	if err := m.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func decode[T any](t *testing.T, raw []byte) T {
@@ -149,10 +166,10 @@ func wantCode(t *testing.T, err error, code refbridge.ErrorCode) *refbridge.Erro
 func TestSendFixtures(t *testing.T) {
 	t.Parallel()
 	sendReferral := func(ctx context.Context, c *dtp.Client, raw []byte) error {
-		return c.SendReferral(ctx, decode[refbridge.DTPReferral](t, raw))
+		return c.SendReferral(ctx, filtered(t, decode[refbridge.DTPReferral](t, raw)))
 	}
 	sendStatus := func(ctx context.Context, c *dtp.Client, raw []byte) error {
-		return c.SendInterventionStatus(ctx, decode[refbridge.InterventionStatus](t, raw))
+		return c.SendInterventionStatus(ctx, filtered(t, decode[refbridge.InterventionStatus](t, raw)))
 	}
 	tests := []struct {
 		file string
@@ -231,7 +248,7 @@ func TestCredentialsRefused(t *testing.T) {
 				if tt.noCert {
 					dtp.PresentNoCertificate(c)
 				}
-				err := c.SendInterventionStatus(t.Context(), decision(1))
+				err := c.SendInterventionStatus(t.Context(), filtered(t, decision(1)))
 				e := wantCode(t, err, refbridge.EUnauthorized)
 				wantStatus := 401
 				if tt.tlsErr && check == dtptest.CertAtHandshake {
@@ -288,16 +305,18 @@ func TestRetries(t *testing.T) {
 		{name: "403 for the client certificate", rule: fault.Rule{ErrorRate: 1, Statuses: []int{403}},
 			wantCode: refbridge.EForbidden, wantStatus: 403, wantInjected: 1},
 	}
+	status := filtered(t, decision(1))
+	referral := filtered(t, decode[refbridge.DTPReferral](t, readFixture(t, "dtp-outbound-referral.json")))
 	sends := []struct {
 		name     string
 		endpoint string
 		send     func(context.Context, *dtp.Client) error
 	}{
 		{"status", dtptest.EndpointDecision, func(ctx context.Context, c *dtp.Client) error {
-			return c.SendInterventionStatus(ctx, decision(1))
+			return c.SendInterventionStatus(ctx, status)
 		}},
 		{"referral", dtptest.EndpointReferral, func(ctx context.Context, c *dtp.Client) error {
-			return c.SendReferral(ctx, decode[refbridge.DTPReferral](t, readFixture(t, "dtp-outbound-referral.json")))
+			return c.SendReferral(ctx, referral)
 		}},
 	}
 	for _, tt := range tests {
@@ -376,7 +395,7 @@ func TestNoAnswer(t *testing.T) {
 			ctx, cancel := tt.ctx(t.Context())
 			defer cancel()
 			start := time.Now()
-			err := newClient(t, cfg).SendInterventionStatus(ctx, decision(1))
+			err := newClient(t, cfg).SendInterventionStatus(ctx, filtered(t, decision(1)))
 			if elapsed := time.Since(start); elapsed > 10*time.Second {
 				t.Errorf("returned after %v", elapsed)
 			}
@@ -401,7 +420,7 @@ func TestInvalidMessage(t *testing.T) {
 	sim, cfg, w := setup(t, dtptest.Options{})
 	st := decision(1)
 	st.Status = "Acknowledged" // DTP's code is lower case
-	err := newClient(t, cfg).SendInterventionStatus(t.Context(), st)
+	err := newClient(t, cfg).SendInterventionStatus(t.Context(), filtered(t, st))
 	e := wantCode(t, err, refbridge.EInvalid)
 	if e.Status != 400 || !slices.Contains(e.Problems, refbridge.Problem{Field: "status", Rule: "unknown_code", Detail: "refused by DTP"}) {
 		t.Errorf("status %d, problems %v: want 400 naming status unknown_code", e.Status, e.Problems)
@@ -422,8 +441,8 @@ func TestLocalChecks(t *testing.T) {
 	noNumber := decision(1)
 	noNumber.InterventionNumber = ""
 	for name, err := range map[string]error{
-		"referral without id":         c.SendReferral(t.Context(), refbridge.DTPReferral{RequestType: refbridge.RequestTypeIncomingReferral}),
-		"status without intervention": c.SendInterventionStatus(t.Context(), noNumber),
+		"referral without id":         c.SendReferral(t.Context(), filtered(t, refbridge.DTPReferral{RequestType: refbridge.RequestTypeIncomingReferral})),
+		"status without intervention": c.SendInterventionStatus(t.Context(), filtered(t, noNumber)),
 	} {
 		if refbridge.ErrorCodeOf(err) != refbridge.EInvalid {
 			t.Errorf("%s: %v, want invalid", name, err)
@@ -431,6 +450,60 @@ func TestLocalChecks(t *testing.T) {
 	}
 	if n := len(sim.Received()); n != 0 {
 		t.Errorf("DTP received %d messages", n)
+	}
+}
+
+// TestUnfilteredBodiesRefused: a body that did not pass the EgressFilter —
+// the zero Message, the only one code outside package egress can make — is
+// refused with an invalid error naming the filter, and never leaves.
+func TestUnfilteredBodiesRefused(t *testing.T) {
+	t.Parallel()
+	sim, cfg, _ := setup(t, dtptest.Options{})
+	c := newClient(t, cfg)
+	for name, err := range map[string]error{
+		"SendReferral":           c.SendReferral(t.Context(), egress.Message[refbridge.DTPReferral]{}),
+		"SendInterventionStatus": c.SendInterventionStatus(t.Context(), egress.Message[refbridge.InterventionStatus]{}),
+	} {
+		if refbridge.ErrorCodeOf(err) != refbridge.EInvalid || !strings.Contains(fmt.Sprint(err), "egress.Filter") {
+			t.Errorf("%s: got %v, want invalid naming egress.Filter", name, err)
+		}
+	}
+	if n := len(sim.Received()); n != 0 {
+		t.Errorf("DTP received %d messages", n)
+	}
+}
+
+// TestSentAsFiltered: what reaches DTP is the body as the filter sealed it,
+// byte for byte, without the fields an agency's allow-list leaves out.
+func TestSentAsFiltered(t *testing.T) {
+	t.Parallel()
+	src, err := profile.Read("gambella")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// UNICEF's ISP keeps the closure reason from proGres.
+	const anchor = "isp:\n"
+	p, err := profile.Parse([]byte(strings.Replace(string(src), anchor, anchor+`  agencies:
+    UNICEF:
+      primero_to_progres:
+        status: [case_id, primero_user, progres_interventionnumber, status, request_type]
+`, 1)))
+	if err != nil {
+		t.Fatal(err, refbridge.ErrorProblems(err))
+	}
+	sim, cfg, _ := setup(t, dtptest.Options{})
+	msg := egress.Filter(p, "UNICEF", decision(1))
+	if err := newClient(t, cfg).SendInterventionStatus(t.Context(), msg); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	got := sim.Received()
+	if len(got) != 1 {
+		t.Fatalf("DTP received %d messages, want 1", len(got))
+	}
+	want := `{"case_id":"c0c0c0c0-0000-4000-8000-000000000001","primero_user":"test_caseworker","progres_interventionnumber":"TST-24-PRTITV-0000001",` +
+		`"status":"` + refbridge.StatusAcknowledged + `","request_type":"` + refbridge.RequestTypeDecisionOutgoingReferral + `"}`
+	if string(got[0].Body) != want {
+		t.Errorf("DTP received\n%s\nwant\n%s", got[0].Body, want)
 	}
 }
 
@@ -460,7 +533,7 @@ func TestReload(t *testing.T) {
 
 	presented := func(n int) string {
 		t.Helper()
-		if err := c.SendInterventionStatus(t.Context(), decision(n)); err != nil {
+		if err := c.SendInterventionStatus(t.Context(), filtered(t, decision(n))); err != nil {
 			t.Fatalf("send %d: %v", n, err)
 		}
 		got := sim.Received()
@@ -498,11 +571,11 @@ func TestSetSubscriptionKey(t *testing.T) {
 	sim, cfg, _ := setup(t, dtptest.Options{})
 	c := newClient(t, cfg)
 	sim.SetSubscriptionKeys("rotated-key")
-	wantCode(t, c.SendInterventionStatus(t.Context(), decision(1)), refbridge.EUnauthorized)
+	wantCode(t, c.SendInterventionStatus(t.Context(), filtered(t, decision(1))), refbridge.EUnauthorized)
 	if err := c.SetSubscriptionKey("rotated-key"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SendInterventionStatus(t.Context(), decision(1)); err != nil {
+	if err := c.SendInterventionStatus(t.Context(), filtered(t, decision(1))); err != nil {
 		t.Fatalf("with the rotated key: %v", err)
 	}
 	wantCode(t, c.SetSubscriptionKey(""), refbridge.EInvalid)

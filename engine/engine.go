@@ -17,6 +17,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"refbridge"
+	"refbridge/egress"
 	"refbridge/primero"
 	"refbridge/profile"
 	"refbridge/store"
@@ -33,22 +34,24 @@ type Store interface {
 	Requeue(ctx context.Context, f store.Filter) (int, error)
 }
 
-// Primero is the part of the Primero client the flows use.
+// Primero is the part of the Primero client the flows use. Every body it
+// writes is an egress.Message: it passed the ISP filter (DESIGN invariant 4).
 type Primero interface {
 	Cases(ctx context.Context, q primero.CaseQuery) iter.Seq2[refbridge.Case, error]
 	GetCase(ctx context.Context, id string) (refbridge.Case, error)
-	CreateCase(ctx context.Context, c refbridge.Case) (string, error)
-	PatchCase(ctx context.Context, id string, patch refbridge.Case) (refbridge.Case, error)
+	CreateCase(ctx context.Context, id string, c egress.Message[refbridge.Case]) (string, error)
+	PatchCase(ctx context.Context, id string, patch egress.Message[refbridge.Case]) (refbridge.Case, error)
 	ListReferrals(ctx context.Context, caseID string) ([]refbridge.Referral, error)
-	UpdateReferral(ctx context.Context, caseID, referralID string, u primero.ReferralUpdate) (refbridge.Referral, error)
+	UpdateReferral(ctx context.Context, caseID, referralID string, decision egress.Message[refbridge.Referral]) (refbridge.Referral, error)
 	ListUsers(ctx context.Context, q primero.UserQuery) ([]refbridge.User, error)
-	MarkSynced(ctx context.Context, caseID string, s refbridge.SyncStatus) error
+	MarkSynced(ctx context.Context, caseID string, s egress.Message[refbridge.SyncStatus]) error
 }
 
-// DTP is the part of the DTP client the flows use.
+// DTP is the part of the DTP client the flows use; like Primero, it takes
+// only bodies that passed the ISP filter.
 type DTP interface {
-	SendReferral(ctx context.Context, r refbridge.DTPReferral) error
-	SendInterventionStatus(ctx context.Context, s refbridge.InterventionStatus) error
+	SendReferral(ctx context.Context, r egress.Message[refbridge.DTPReferral]) error
+	SendInterventionStatus(ctx context.Context, s egress.Message[refbridge.InterventionStatus]) error
 }
 
 // Config sets up an Engine.

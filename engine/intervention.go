@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"refbridge"
+	"refbridge/egress"
 	"refbridge/mapping"
 	"refbridge/primero"
 	"refbridge/store"
@@ -58,29 +59,31 @@ func (e *Engine) stepIntervention(ctx context.Context, ex refbridge.Exchange) (n
 		}
 		cb := mapping.SuccessCallback(e.p, up.InterventionNumber, res.caseID, res.owner)
 		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateDelivered, PeerRef: res.recordID, Payload: encode(cb), Problems: res.differs,
-			AuditKind: refbridge.AuditShared, Peer: "primero", Actor: progresActor(up.Requester), Fields: sharedFields(up.Case)})
+			AuditKind: refbridge.AuditShared, Peer: "primero", Actor: progresActor(up.Requester), Fields: res.fields})
 
 	case refbridge.StateDelivered:
 		cb, err := decode[refbridge.InterventionStatus](ex)
 		if err != nil {
 			return stop, err
 		}
-		if err := e.sendStatus(ctx, cb); err != nil {
+		// Callbacks are built for the general list, as SuccessCallback does.
+		msg := egress.Filter(e.p, "", cb)
+		if err := e.sendStatus(ctx, msg); err != nil {
 			return stop, err
 		}
-		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, Problems: ex.Problems, Peer: "dtp", Fields: sharedFields(cb)})
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, Problems: ex.Problems, Peer: "dtp", Fields: msg.Fields()})
 
 	case refbridge.StateRejected:
-		cb := mapping.FailureCallback(e.p, ex.Key, ex.Problems)
-		if err := e.sendStatus(ctx, cb); err != nil {
+		msg := egress.Filter(e.p, "", mapping.FailureCallback(e.p, ex.Key, ex.Problems))
+		if err := e.sendStatus(ctx, msg); err != nil {
 			return stop, err
 		}
-		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateFailed, Reason: ex.Reason, Problems: ex.Problems, Peer: "dtp", Fields: sharedFields(cb)})
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateFailed, Reason: ex.Reason, Problems: ex.Problems, Peer: "dtp", Fields: msg.Fields()})
 	}
 	return stop, nil
 }
 
-func (e *Engine) sendStatus(ctx context.Context, s refbridge.InterventionStatus) error {
+func (e *Engine) sendStatus(ctx context.Context, s egress.Message[refbridge.InterventionStatus]) error {
 	_, err := call(e.dtpCircuit, func() (struct{}, error) { return struct{}{}, e.dtp.SendInterventionStatus(ctx, s) })
 	return err
 }
@@ -91,6 +94,9 @@ type upserted struct {
 	// differs names identity fields whose Primero value differs from
 	// proGres's; the case worker's value is kept, the focal point is told.
 	differs []refbridge.Problem
+	// fields names the fields of the bodies sent to Primero, for the
+	// audit; none when the case held the service already.
+	fields []string
 	// multiple is the number of cases found when more than one matched.
 	multiple int
 }
@@ -107,9 +113,12 @@ func (e *Engine) upsertCase(ctx context.Context, up mapping.CaseUpsert) (upserte
 	}
 	switch len(cases) {
 	case 0:
-		c := up.Case
-		c.ID = mapping.CaseRecordID(e.p.SiteID(), individual)
-		id, err := call(e.primeroCircuit, func() (string, error) { return e.primero.CreateCase(ctx, c) })
+		// The id is derived, not filtered: it is refbridge's bookkeeping
+		// (see primero.Client.CreateCase), and no allow-list names it.
+		body := egress.Filter(e.p, up.Agency, up.Case)
+		id, err := call(e.primeroCircuit, func() (string, error) {
+			return e.primero.CreateCase(ctx, mapping.CaseRecordID(e.p.SiteID(), individual), body)
+		})
 		var exists *primero.CaseExistsError
 		switch {
 		case errors.As(err, &exists):
@@ -119,7 +128,10 @@ func (e *Engine) upsertCase(ctx context.Context, up mapping.CaseUpsert) (upserte
 			if err != nil {
 				return upserted{}, err
 			}
-			return e.patchCase(ctx, up, existing)
+			res, err := e.patchCase(ctx, up, existing)
+			// The refused create carried its body to Primero all the same.
+			res.fields = unionFields(body.Fields(), res.fields)
+			return res, err
 		case err != nil:
 			return upserted{}, err
 		}
@@ -127,7 +139,7 @@ func (e *Engine) upsertCase(ctx context.Context, up mapping.CaseUpsert) (upserte
 		if err != nil {
 			return upserted{}, err
 		}
-		return upserted{recordID: id, caseID: created.CaseID, owner: created.OwnedBy}, nil
+		return upserted{recordID: id, caseID: created.CaseID, owner: created.OwnedBy, fields: body.Fields()}, nil
 	case 1:
 		return e.patchCase(ctx, up, cases[0])
 	}
@@ -140,7 +152,9 @@ func (e *Engine) patchCase(ctx context.Context, up mapping.CaseUpsert, existing 
 	if !changed {
 		return res, nil
 	}
-	_, err := call(e.primeroCircuit, func() (refbridge.Case, error) { return e.primero.PatchCase(ctx, existing.ID, patch) })
+	body := egress.Filter(e.p, up.Agency, patch)
+	res.fields = body.Fields()
+	_, err := call(e.primeroCircuit, func() (refbridge.Case, error) { return e.primero.PatchCase(ctx, existing.ID, body) })
 	return res, err
 }
 

@@ -107,14 +107,19 @@ func (e *Engine) derive(ctx context.Context, c refbridge.Case) ([]refbridge.Inbo
 			continue
 		}
 		st, problems := mapping.ServiceDecisionToDTP(e.p, mapping.ServiceDecisionInput{Case: c, ServiceUniqueID: svc.UniqueID})
+		// The agency whose allow-list the mapping applied travels with the
+		// status, for the filter at send time.
 		item := refbridge.Inbound{
 			Flow: refbridge.FlowServiceDecision, Key: svc.InterventionNumber + "#" + svc.UNHCRReferralStatus,
-			PeerRef: c.ID, State: refbridge.StateReceived, Payload: encode(st),
+			PeerRef: c.ID, State: refbridge.StateReceived,
+			Payload: encode(outgoing[refbridge.InterventionStatus]{Message: st, Agency: c.OwnedByAgencyID}),
 		}
 		if len(problems) > 0 {
 			item.State, item.Problems = refbridge.StateRejected, problems
 		}
-		item.ContentHash = hash(item.Payload)
+		// Hashed without the agency, as before it travelled along: a
+		// decision stored earlier stays a duplicate instead of going again.
+		item.ContentHash = hash(encode(st))
 		items = append(items, item)
 	}
 	if !referred {

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"refbridge"
+	"refbridge/egress"
 	"refbridge/mapping"
-	"refbridge/primero"
 	"refbridge/profile"
 	"refbridge/store"
 )
@@ -17,18 +17,19 @@ import (
 func (e *Engine) stepServiceDecision(ctx context.Context, ex refbridge.Exchange) (next, error) {
 	switch ex.State {
 	case refbridge.StateReceived:
-		st, err := decode[refbridge.InterventionStatus](ex)
+		st, err := decode[outgoing[refbridge.InterventionStatus]](ex)
 		if err != nil {
 			return stop, err
 		}
-		if err := e.sendStatus(ctx, st); err != nil {
+		msg := egress.Filter(e.p, st.Agency, st.Message)
+		if err := e.sendStatus(ctx, msg); err != nil {
 			return stop, err
 		}
 		actor := ""
-		if st.PrimeroUser != nil {
-			actor = primeroActor(*st.PrimeroUser)
+		if st.Message.PrimeroUser != nil {
+			actor = primeroActor(*st.Message.PrimeroUser)
 		}
-		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, Peer: "dtp", Actor: actor, Fields: sharedFields(st)})
+		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, Peer: "dtp", Actor: actor, Fields: msg.Fields()})
 	case refbridge.StateRejected:
 		// The decision cannot be expressed to proGres (e.g. an unmapped
 		// code); it stays visible to the focal point with its problems.
@@ -76,15 +77,19 @@ func (e *Engine) stepReferral(ctx context.Context, ex refbridge.Exchange) (next,
 		}
 		// Who permitted the share: the case worker who referred it, with
 		// consent on the case or (where the profile allows) an override.
-		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateMapped, Payload: encode(out), PeerRef: ref.String(),
+		// The mapping restricted it for the agency that owns the case; the
+		// same allow-list applies again when it is sent.
+		mapped := outgoing[refbridge.DTPReferral]{Message: out, Agency: in.Case.OwnedByAgencyID}
+		return continue_, e.move(ctx, ex, store.Change{To: refbridge.StateMapped, Payload: encode(mapped), PeerRef: ref.String(),
 			AuditKind: refbridge.AuditConsentChecked, Actor: actor, Override: consent.Overridden})
 
 	case refbridge.StateMapped:
-		out, err := decode[refbridge.DTPReferral](ex)
+		out, err := decode[outgoing[refbridge.DTPReferral]](ex)
 		if err != nil {
 			return stop, err
 		}
-		if _, err := call(e.dtpCircuit, func() (struct{}, error) { return struct{}{}, e.dtp.SendReferral(ctx, out) }); err != nil {
+		msg := egress.Filter(e.p, out.Agency, out.Message)
+		if _, err := call(e.dtpCircuit, func() (struct{}, error) { return struct{}{}, e.dtp.SendReferral(ctx, msg) }); err != nil {
 			return stop, err
 		}
 		// Keep only where the referral lives: the child's data has left. DTP
@@ -93,7 +98,7 @@ func (e *Engine) stepReferral(ctx context.Context, ex refbridge.Exchange) (next,
 		_, err = e.store.Transition(ctx, ex.ID, store.Change{
 			From: []refbridge.ExchangeState{refbridge.StateMapped, refbridge.StateReceived, refbridge.StateHeld, refbridge.StateRejected},
 			To:   refbridge.StateDelivered, Reason: ReasonSyncPending, Payload: encode(ref),
-			AuditKind: refbridge.AuditShared, Peer: "dtp", Actor: primeroActor(out.PrimeroUser), Fields: sharedFields(out)})
+			AuditKind: refbridge.AuditShared, Peer: "dtp", Actor: primeroActor(out.Message.PrimeroUser), Fields: msg.Fields()})
 		if err != nil {
 			return stop, storeError{err}
 		}
@@ -120,7 +125,9 @@ func (e *Engine) stepReferral(ctx context.Context, ex refbridge.Exchange) (next,
 }
 
 func (e *Engine) markSynced(ctx context.Context, caseID string, s refbridge.SyncStatus) error {
-	_, err := call(e.primeroCircuit, func() (struct{}, error) { return struct{}{}, e.primero.MarkSynced(ctx, caseID, s) })
+	// The sync status has a fixed allow-list; no agency narrows it.
+	msg := egress.Filter(e.p, "", s)
+	_, err := call(e.primeroCircuit, func() (struct{}, error) { return struct{}{}, e.primero.MarkSynced(ctx, caseID, msg) })
 	return err
 }
 
@@ -159,14 +166,15 @@ func (e *Engine) stepReferralDecision(ctx context.Context, ex refbridge.Exchange
 				Detail: "no single Primero referral to UNHCR matches this referral id",
 			}}})
 		}
-		upd := primero.ReferralUpdate{Status: dp.Patch.Status, RejectedReason: dp.Patch.RejectedReason}
+		// The general list, as DTPDecisionToReferral applied it.
+		upd := egress.Filter(e.p, "", dp.Patch)
 		_, err = call(e.primeroCircuit, func() (refbridge.Referral, error) {
 			return e.primero.UpdateReferral(ctx, ref.CaseRecordID, ref.ReferralID, upd)
 		})
 		if refbridge.ErrorCodeOf(err) == refbridge.EConflict {
 			return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateHeld, Reason: ReasonTransitionRefusd, PeerRef: ref.String(), Problems: []refbridge.Problem{{
 				Field: "progres_reviewdecision", Rule: ReasonTransitionRefusd,
-				Detail: "Primero refused to move the referral to " + upd.Status + " (it was revoked, or already decided otherwise)",
+				Detail: "Primero refused to move the referral to " + dp.Patch.Status + " (it was revoked, or already decided otherwise)",
 			}}})
 		}
 		if err != nil {
@@ -181,7 +189,7 @@ func (e *Engine) stepReferralDecision(ctx context.Context, ex refbridge.Exchange
 			}
 		}
 		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateDone, PeerRef: ref.String(), Peer: "primero",
-			Actor: progresActor(d.ReviewBy), Fields: sharedFields(upd)})
+			Actor: progresActor(d.ReviewBy), Fields: upd.Fields()})
 
 	case refbridge.StateRejected:
 		return stop, e.finish(ctx, ex, store.Change{To: refbridge.StateFailed, Reason: ex.Reason, Problems: ex.Problems})

@@ -120,8 +120,12 @@ func lookupID(l *refbridge.Lookup) string {
 type CaseUpsert struct {
 	// Case is the body for creating the case: record fields (status,
 	// owned_by, module_id, case_id), identity fields and exactly one
-	// service. It is already restricted to the ISP allow-list.
+	// service. It is already restricted to the ISP allow-list; the engine
+	// filters it again, for Agency, when it is sent (package egress).
 	Case refbridge.Case
+	// Agency is the Primero agency whose ISP allow-list applies: the
+	// service's implementing agency.
+	Agency string
 	// ServiceUniqueID is the service's deterministic unique_id.
 	ServiceUniqueID string
 	// InterventionNumber is the proGres number, the callbacks' correlation key.
@@ -325,7 +329,7 @@ func InterventionToCase(p *profile.Profile, f Folded, now time.Time) (CaseUpsert
 		Services:           []refbridge.Service{svc},
 	}
 	profile.Restrict(p, agency, &c)
-	return CaseUpsert{Case: c, ServiceUniqueID: svc.UniqueID, InterventionNumber: number, Requester: strings.TrimSpace(iv.BusinessOwner)}, nil
+	return CaseUpsert{Case: c, Agency: agency, ServiceUniqueID: svc.UniqueID, InterventionNumber: number, Requester: strings.TrimSpace(iv.BusinessOwner)}, nil
 }
 
 // rfc3339UTC formats t as RFC 3339 in UTC, reusing s when it already is

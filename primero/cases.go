@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"iter"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"refbridge"
+	"refbridge/egress"
 	"refbridge/peerhttp"
 )
 
@@ -259,22 +261,39 @@ type CaseExistsError struct {
 // Error implements the error interface.
 func (e *CaseExistsError) Error() string { return "case " + e.ID + " already exists" }
 
-// CreateCase creates cs and returns its database id. When cs.ID is empty a
-// random (v4) UUID is chosen; the id makes the create idempotent, so it is
-// retried in-line like a read. If a case with that id exists, CreateCase
-// returns the id and a conflict *refbridge.Error wrapping *CaseExistsError.
-// Service unique_ids, when set, must be lowercase UUIDs.
+// CreateCase creates the case body and returns its database id. id is the
+// database id to create it under (a lowercase UUID); when it is empty the
+// body's own id is used, and when that is empty too a random (v4) UUID is
+// chosen. The id makes the create idempotent, so it is retried in-line like
+// a read. If a case with that id exists, CreateCase returns the id and a
+// conflict *refbridge.Error wrapping *CaseExistsError. Service unique_ids,
+// when set, must be lowercase UUIDs.
+//
+// The body is the EgressFilter's output; the id is refbridge's bookkeeping,
+// not the child's data, so it travels beside it rather than through the
+// allow-list. A Message that did not pass the filter is refused unsent.
 //
 // Fields the API user may not write are dropped by Primero without notice.
-func (c *Client) CreateCase(ctx context.Context, cs refbridge.Case) (string, error) {
+func (c *Client) CreateCase(ctx context.Context, id string, body egress.Message[refbridge.Case]) (string, error) {
 	const op = "create case"
-	if cs.ID == "" {
-		id, err := newUUID()
+	if err := body.Err(); err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
+	cs := body.Value()
+	switch {
+	case id == "":
+		id = cs.ID
+	case cs.ID != "" && cs.ID != id:
+		return "", errorf(refbridge.EInvalid, "%s: body carries id %s for case %s", op, cs.ID, id)
+	}
+	if id == "" {
+		generated, err := newUUID()
 		if err != nil {
 			return "", &refbridge.Error{Code: refbridge.EInternal, Message: op + ": generate id", Err: err}
 		}
-		cs.ID = id
+		id = generated
 	}
+	cs.ID = id
 	if !isLowerUUID(cs.ID) {
 		return "", errorf(refbridge.EInvalid, "%s: id must be a lowercase UUID", op)
 	}
@@ -302,45 +321,56 @@ func (c *Client) CreateCase(ctx context.Context, cs refbridge.Case) (string, err
 
 // PatchCase changes the fields set in patch on the case with database id
 // and returns what Primero echoes (id, enabled, the changed fields,
-// last_updated_at). Fields not set stay as they are.
+// last_updated_at). Fields not set stay as they are. patch is the
+// EgressFilter's output; a Message that did not pass it is refused unsent.
 //
 // Subform items are merged by unique_id: send only the service items that
 // change, each with its unique_id (a lowercase UUID, checked here), and only
 // their changed fields; items not sent are kept, and Destroy removes one.
 // Every item must carry its unique_id because PATCH is retried in-line: an
 // item without one would be appended again by each attempt.
-func (c *Client) PatchCase(ctx context.Context, id string, patch refbridge.Case) (refbridge.Case, error) {
+func (c *Client) PatchCase(ctx context.Context, id string, patch egress.Message[refbridge.Case]) (refbridge.Case, error) {
 	const op = "patch case"
 	var out struct {
 		Data refbridge.Case `json:"data"`
 	}
+	if err := patch.Err(); err != nil {
+		return out.Data, fmt.Errorf("%s: %w", op, err)
+	}
 	if !isUUID(id) {
 		return out.Data, errorf(refbridge.EInvalid, "%s: id must be a UUID", op)
 	}
-	if patch.ID != "" && patch.ID != id {
-		return out.Data, errorf(refbridge.EInvalid, "%s: patch carries id %s for case %s", op, patch.ID, id)
+	body := patch.Value()
+	if body.ID != "" && body.ID != id {
+		return out.Data, errorf(refbridge.EInvalid, "%s: patch carries id %s for case %s", op, body.ID, id)
 	}
-	patch.ID = "" // the URL names the case
-	if err := checkServiceIDs(op, patch.Services, true); err != nil {
+	body.ID = "" // the URL names the case
+	if err := checkServiceIDs(op, body.Services, true); err != nil {
 		return out.Data, err
 	}
-	_, err := c.send(ctx, op, http.MethodPatch, "/api/v2/cases/"+id, patch, peerhttp.RetryIdempotent, &out)
+	_, err := c.send(ctx, op, http.MethodPatch, "/api/v2/cases/"+id, body, peerhttp.RetryIdempotent, &out)
 	return out.Data, err
-}
-
-// PatchService merges one changed service item into the case's
-// services_section (see PatchCase).
-func (c *Client) PatchService(ctx context.Context, caseID string, svc refbridge.Service) (refbridge.Case, error) {
-	return c.PatchCase(ctx, caseID, refbridge.Case{Services: []refbridge.Service{svc}})
 }
 
 // MarkSynced writes the bridge's sync status back to a case (mark_synced,
 // mark_synced_url, mark_synced_status), which Primero shows the case worker
 // and records in its audit log. The API user needs the sync_external
-// permission; without it Primero drops the fields silently.
-func (c *Client) MarkSynced(ctx context.Context, caseID string, st refbridge.SyncStatus) error {
-	synced := st.Synced
-	_, err := c.PatchCase(ctx, caseID, refbridge.Case{MarkSynced: &synced, MarkSyncedURL: st.URL, MarkSyncedStatus: st.Status})
+// permission; without it Primero drops the fields silently. st is the
+// EgressFilter's output; a Message that did not pass it is refused unsent.
+func (c *Client) MarkSynced(ctx context.Context, caseID string, st egress.Message[refbridge.SyncStatus]) error {
+	const op = "mark synced"
+	if err := st.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if !isUUID(caseID) {
+		return errorf(refbridge.EInvalid, "%s: id must be a UUID", op)
+	}
+	// The sync status encodes as the case fields it sets: the message is
+	// the PATCH body as it is.
+	var out struct {
+		Data refbridge.Case `json:"data"`
+	}
+	_, err := c.send(ctx, op, http.MethodPatch, "/api/v2/cases/"+caseID, st, peerhttp.RetryIdempotent, &out)
 	return err
 }
 

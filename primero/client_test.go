@@ -1,6 +1,7 @@
 package primero_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,9 +14,11 @@ import (
 	"time"
 
 	"refbridge"
+	"refbridge/egress"
 	"refbridge/fault"
 	"refbridge/primero"
 	"refbridge/primero/primerotest"
+	"refbridge/profile"
 )
 
 // The client suite: every test runs the real client against the Primero
@@ -62,6 +65,50 @@ func newSim(tb testing.TB, opts primerotest.Options) *primerotest.Sim {
 		Permissions: []string{primerotest.PermSyncExternal},
 	})
 	return s
+}
+
+// gambella loads the Gambella profile, whose allow-lists the engine applies
+// to every body it sends.
+func gambella(tb testing.TB) *profile.Profile {
+	tb.Helper()
+	p, err := profile.Load("gambella")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// gambellaWith is the Gambella profile with more case fields allowed.
+func gambellaWith(tb testing.TB, caseFields ...string) *profile.Profile {
+	tb.Helper()
+	src, err := profile.Read("gambella")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	const anchor = "      - services_section.progres_interventionnumber\n"
+	if strings.Count(string(src), anchor) != 1 {
+		tb.Fatalf("the Gambella case allow-list no longer ends with %q", anchor)
+	}
+	extra := anchor
+	for _, f := range caseFields {
+		extra += "      - " + f + "\n"
+	}
+	p, err := profile.Parse([]byte(strings.Replace(string(src), anchor, extra, 1)))
+	if err != nil {
+		tb.Fatal(err, refbridge.ErrorProblems(err))
+	}
+	return p
+}
+
+// filtered passes v through the EgressFilter with the Gambella profile's
+// general allow-lists, as the engine does before every write.
+func filtered[T egress.Body](tb testing.TB, v T) egress.Message[T] {
+	tb.Helper()
+	m := egress.Filter(gambella(tb), "", v)
+	if err := m.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return m
 }
 
 // noSleep skips the waits between retries so that tests stay fast; tests
@@ -581,17 +628,18 @@ func TestHangingPeerTimesOut(t *testing.T) {
 // Which calls are retried in-line, and which are not.
 func TestRetryModes(t *testing.T) {
 	t.Parallel()
+	female, male := filtered(t, refbridge.Case{Sex: "female"}), filtered(t, refbridge.Case{Sex: "male"})
 	tests := []struct {
 		name     string
 		pattern  string
 		rule     fault.Rule
-		call     func(ctx context.Context, c *primero.Client, caseID, svcID string) error
+		call     func(ctx context.Context, c *primero.Client, caseID string) error
 		attempts int
 		code     refbridge.ErrorCode
 	}{
 		{
 			name: "read retried on 500", pattern: primerotest.PatternGetCase, rule: fault.Rule{ErrorRate: 1, Statuses: []int{500}},
-			call: func(ctx context.Context, c *primero.Client, id, _ string) error {
+			call: func(ctx context.Context, c *primero.Client, id string) error {
 				_, err := c.GetCase(ctx, id)
 				return err
 			},
@@ -599,39 +647,24 @@ func TestRetryModes(t *testing.T) {
 		},
 		{
 			name: "case create (guarded by its id) retried on 500", pattern: primerotest.PatternCreateCase, rule: fault.Rule{ErrorRate: 1, Statuses: []int{500}},
-			call: func(ctx context.Context, c *primero.Client, _, _ string) error {
-				_, err := c.CreateCase(ctx, refbridge.Case{Sex: "female"})
+			call: func(ctx context.Context, c *primero.Client, _ string) error {
+				_, err := c.CreateCase(ctx, "", female)
 				return err
 			},
 			attempts: 3, code: refbridge.ETransient,
 		},
 		{
 			name: "absolute patch retried on 502", pattern: primerotest.PatternPatchCase, rule: fault.Rule{ErrorRate: 1, Statuses: []int{502}},
-			call: func(ctx context.Context, c *primero.Client, id, _ string) error {
-				_, err := c.PatchCase(ctx, id, refbridge.Case{RiskLevel: "high"})
+			call: func(ctx context.Context, c *primero.Client, id string) error {
+				_, err := c.PatchCase(ctx, id, male)
 				return err
 			},
 			attempts: 3, code: refbridge.ETransient,
 		},
 		{
-			name: "referral create not retried on 500", pattern: primerotest.PatternCreateReferral, rule: fault.Rule{ErrorRate: 1, Statuses: []int{500}},
-			call:     createReferral,
-			attempts: 1, code: refbridge.ETransient,
-		},
-		{
-			name: "referral create not retried on a timeout", pattern: primerotest.PatternCreateReferral, rule: fault.Rule{HangRate: 1},
-			call:     createReferral,
-			attempts: 1, code: refbridge.ETransient,
-		},
-		{
-			name: "referral create retried on 503 (unsent)", pattern: primerotest.PatternCreateReferral, rule: fault.Rule{ErrorRate: 1, Statuses: []int{503}},
-			call:     createReferral,
-			attempts: 3, code: refbridge.ETransient,
-		},
-		{
 			name: "invalid input not retried", pattern: primerotest.PatternPatchCase, rule: fault.Rule{ErrorRate: 1, Statuses: []int{422}},
-			call: func(ctx context.Context, c *primero.Client, id, _ string) error {
-				_, err := c.PatchCase(ctx, id, refbridge.Case{RiskLevel: "high"})
+			call: func(ctx context.Context, c *primero.Client, id string) error {
+				_, err := c.PatchCase(ctx, id, male)
 				return err
 			},
 			attempts: 1, code: refbridge.EInvalid,
@@ -641,15 +674,13 @@ func TestRetryModes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newSim(t, primerotest.Options{})
-			s.AddUser(primerotest.UserSpec{User: refbridge.User{UserName: "unhcr_cw"}, Password: "x"})
 			caseID := s.SeedCase(genCase(1))
-			svcID := s.Case(caseID)["services_section"].([]any)[0].(map[string]any)["unique_id"].(string)
 			s.Faults().Set(tt.pattern, tt.rule)
 			c := newClient(t, s, func(cfg *primero.Config) {
 				cfg.Timeout = 200 * time.Millisecond
 				cfg.Retry.MaxAttempts = 3
 			})
-			err := tt.call(t.Context(), c, caseID, svcID)
+			err := tt.call(t.Context(), c, caseID)
 			if code := refbridge.ErrorCodeOf(err); code != tt.code {
 				t.Fatalf("got %v, want %s", err, tt.code)
 			}
@@ -658,11 +689,6 @@ func TestRetryModes(t *testing.T) {
 			}
 		})
 	}
-}
-
-func createReferral(ctx context.Context, c *primero.Client, caseID, svcID string) error {
-	_, err := c.CreateReferral(ctx, caseID, refbridge.Referral{TransitionedTo: "unhcr_cw", ServiceRecordID: svcID, Service: "shelter"})
-	return err
 }
 
 // loseFirstResponse delivers the first matching request to the server but
@@ -693,7 +719,7 @@ func TestCreateCaseWithClientID(t *testing.T) {
 		t.Parallel()
 		s := newSim(t, primerotest.Options{})
 		c := newClient(t, s, nil)
-		id, err := c.CreateCase(t.Context(), refbridge.Case{UNHCRIndividualNo: "TST-00000001", Sex: "female"})
+		id, err := c.CreateCase(t.Context(), "", filtered(t, refbridge.Case{UNHCRIndividualNo: "TST-00000001", Sex: "female"}))
 		if err != nil {
 			t.Fatalf("CreateCase: %v", err)
 		}
@@ -702,7 +728,7 @@ func TestCreateCaseWithClientID(t *testing.T) {
 			t.Fatalf("case %s not stored as sent: %v", id, stored)
 		}
 		// A second create with the same id: Primero answers 409.
-		_, err = c.CreateCase(t.Context(), refbridge.Case{ID: id, Sex: "female"})
+		_, err = c.CreateCase(t.Context(), id, filtered(t, refbridge.Case{Sex: "female"}))
 		var exists *primero.CaseExistsError
 		if refbridge.ErrorCodeOf(err) != refbridge.EConflict || !errors.As(err, &exists) || exists.ID != id {
 			t.Fatalf("duplicate create: got %v, want conflict wrapping CaseExistsError{%s}", err, id)
@@ -714,7 +740,7 @@ func TestCreateCaseWithClientID(t *testing.T) {
 		lose := &loseFirstResponse{method: http.MethodPost, path: "/api/v2/cases"}
 		c := newClient(t, s, func(cfg *primero.Config) { cfg.Transport = lose })
 		const id = "0a0a0a0a-0000-4000-8000-000000000001"
-		got, err := c.CreateCase(t.Context(), refbridge.Case{ID: id, Sex: "male"})
+		got, err := c.CreateCase(t.Context(), id, filtered(t, refbridge.Case{Sex: "male"}))
 		var exists *primero.CaseExistsError
 		if !errors.As(err, &exists) || got != id {
 			t.Fatalf("got (%s, %v), want the id and CaseExistsError", got, err)
@@ -730,13 +756,16 @@ func TestCreateCaseWithClientID(t *testing.T) {
 		t.Parallel()
 		s := newSim(t, primerotest.Options{})
 		c := newClient(t, s, nil)
-		for _, cs := range []refbridge.Case{
-			{ID: "0A0A0A0A-0000-4000-8000-000000000001"},
-			{ID: "not-a-uuid"},
-			{Services: []refbridge.Service{{UniqueID: "F0F0F0F0-0000-4000-8000-000000000001"}}},
+		for _, tt := range []struct {
+			id string
+			cs refbridge.Case
+		}{
+			{id: "0A0A0A0A-0000-4000-8000-000000000001"},
+			{id: "not-a-uuid"},
+			{cs: refbridge.Case{Services: []refbridge.Service{{UniqueID: "F0F0F0F0-0000-4000-8000-000000000001"}}}},
 		} {
-			if _, err := c.CreateCase(t.Context(), cs); refbridge.ErrorCodeOf(err) != refbridge.EInvalid {
-				t.Errorf("CreateCase(%+v): got %v, want invalid", cs, err)
+			if _, err := c.CreateCase(t.Context(), tt.id, filtered(t, tt.cs)); refbridge.ErrorCodeOf(err) != refbridge.EInvalid {
+				t.Errorf("CreateCase(%q, %+v): got %v, want invalid", tt.id, tt.cs, err)
 			}
 		}
 		if n := s.Requests(primerotest.PatternCreateCase); n != 0 {
@@ -787,13 +816,18 @@ func TestPatchCaseMergesServices(t *testing.T) {
 	)
 	s := newSim(t, primerotest.Options{})
 	c := newClient(t, s, nil)
+	p := gambella(t)
+	// services is a patch of changed service items, as the engine files one.
+	services := func(svc ...refbridge.Service) egress.Message[refbridge.Case] {
+		return egress.Filter(p, "", refbridge.Case{Services: svc})
+	}
 	seed := func() string {
 		return s.SeedCase(map[string]any{"services_section": []any{
 			map[string]any{"unique_id": svcA, "service_type": "shelter", "service_implementing_agency": "UNHCR"},
 			map[string]any{"unique_id": svcB, "service_type": "alternative_care", "unhcr_referral_status": "pending"},
 		}})
 	}
-	services := func(id string) map[string]map[string]any {
+	stored := func(id string) map[string]map[string]any {
 		out := map[string]map[string]any{}
 		for _, it := range s.Case(id)["services_section"].([]any) {
 			m := it.(map[string]any)
@@ -805,10 +839,10 @@ func TestPatchCaseMergesServices(t *testing.T) {
 	t.Run("changed item merged, others kept", func(t *testing.T) {
 		t.Parallel()
 		id := seed()
-		if _, err := c.PatchService(t.Context(), id, refbridge.Service{UniqueID: svcB, UNHCRReferralStatus: "accepted"}); err != nil {
-			t.Fatalf("PatchService: %v", err)
+		if _, err := c.PatchCase(t.Context(), id, services(refbridge.Service{UniqueID: svcB, UNHCRReferralStatus: "accepted"})); err != nil {
+			t.Fatalf("PatchCase: %v", err)
 		}
-		got := services(id)
+		got := stored(id)
 		if len(got) != 2 || got[svcB]["unhcr_referral_status"] != "accepted" || got[svcB]["service_type"] != "alternative_care" ||
 			got[svcA]["service_implementing_agency"] != "UNHCR" {
 			t.Fatalf("services after merge = %v", got)
@@ -817,14 +851,17 @@ func TestPatchCaseMergesServices(t *testing.T) {
 	t.Run("new item appended, destroyed item removed", func(t *testing.T) {
 		t.Parallel()
 		id := seed()
-		_, err := c.PatchCase(t.Context(), id, refbridge.Case{Services: []refbridge.Service{
+		// Removing an item is a field like any other: it leaves only when
+		// the allow-list names it, which Gambella's does not.
+		p := gambellaWith(t, "services_section._destroy")
+		_, err := c.PatchCase(t.Context(), id, egress.Filter(p, "", refbridge.Case{Services: []refbridge.Service{
 			{UniqueID: svcC, ServiceType: "health"},
 			{UniqueID: svcA, Destroy: true},
-		}})
+		}}))
 		if err != nil {
 			t.Fatalf("PatchCase: %v", err)
 		}
-		got := services(id)
+		got := stored(id)
 		if len(got) != 2 || got[svcC]["service_type"] != "health" || got[svcA] != nil || got[svcB] == nil {
 			t.Fatalf("services = %v", got)
 		}
@@ -833,36 +870,39 @@ func TestPatchCaseMergesServices(t *testing.T) {
 		t.Parallel()
 		id := seed()
 		for range 3 {
-			if _, err := c.PatchService(t.Context(), id, refbridge.Service{UniqueID: svcC, ServiceType: "health"}); err != nil {
-				t.Fatalf("PatchService: %v", err)
+			if _, err := c.PatchCase(t.Context(), id, services(refbridge.Service{UniqueID: svcC, ServiceType: "health"})); err != nil {
+				t.Fatalf("PatchCase: %v", err)
 			}
 		}
-		if got := services(id); len(got) != 3 {
+		if got := stored(id); len(got) != 3 {
 			t.Fatalf("services = %d, want 3", len(got))
 		}
 	})
 	t.Run("bad unique_ids refused before sending", func(t *testing.T) {
 		t.Parallel()
-		id := seed()
-		before := s.Requests(primerotest.PatternPatchCase)
+		// A simulator of its own: the other subtests patch concurrently,
+		// and no request may be counted here.
+		own := newSim(t, primerotest.Options{})
+		id := own.SeedCase(genCase(1))
+		oc := newClient(t, own, nil)
 		for _, svc := range []refbridge.Service{
 			{UniqueID: strings.ToUpper(svcA), ServiceType: "x"},
 			{ServiceType: "no id"},
 			{UniqueID: "1234", ServiceType: "x"},
 		} {
-			_, err := c.PatchService(t.Context(), id, svc)
+			_, err := oc.PatchCase(t.Context(), id, services(svc))
 			if refbridge.ErrorCodeOf(err) != refbridge.EInvalid || len(refbridge.ErrorProblems(err)) != 1 {
-				t.Errorf("PatchService(%+v): got %v, want invalid with a problem", svc, err)
+				t.Errorf("PatchCase(%+v): got %v, want invalid with a problem", svc, err)
 			}
 		}
-		if n := s.Requests(primerotest.PatternPatchCase) - before; n != 0 {
+		if n := own.Requests(primerotest.PatternPatchCase); n != 0 {
 			t.Errorf("requests sent = %d, want 0", n)
 		}
 	})
 	t.Run("type error decoded from 422", func(t *testing.T) {
 		t.Parallel()
 		id := seed()
-		_, err := c.PatchCase(t.Context(), id, refbridge.Case{Status: "archived"})
+		_, err := c.PatchCase(t.Context(), id, filtered(t, refbridge.Case{Status: "archived"}))
 		probs := refbridge.ErrorProblems(err)
 		if refbridge.ErrorCodeOf(err) != refbridge.EInvalid || len(probs) != 1 || probs[0].Field != "status" || probs[0].Rule != "invalid" {
 			t.Fatalf("got %v %+v, want invalid status", err, probs)
@@ -875,10 +915,10 @@ func TestMarkSynced(t *testing.T) {
 	s := newSim(t, primerotest.Options{})
 	id := s.SeedCase(genCase(1))
 	c := newClient(t, s, nil)
-	if err := c.MarkSynced(t.Context(), id, refbridge.SyncStatus{Synced: true, URL: "https://dtp.example.org/r/1", Status: "sent"}); err != nil {
+	if err := c.MarkSynced(t.Context(), id, filtered(t, refbridge.SyncStatus{Synced: true, URL: "https://dtp.example.org/r/1", Status: "sent"})); err != nil {
 		t.Fatalf("MarkSynced: %v", err)
 	}
-	if err := c.MarkSynced(t.Context(), id, refbridge.SyncStatus{Synced: false, Status: "failed"}); err != nil {
+	if err := c.MarkSynced(t.Context(), id, filtered(t, refbridge.SyncStatus{Synced: false, Status: "failed"})); err != nil {
 		t.Fatalf("MarkSynced: %v", err)
 	}
 	log := s.SyncLog(id)
@@ -888,54 +928,23 @@ func TestMarkSynced(t *testing.T) {
 	}
 }
 
-func TestReferrals(t *testing.T) {
+func TestListReferrals(t *testing.T) {
 	t.Parallel()
 	s := newSim(t, primerotest.Options{})
 	s.AddUser(primerotest.UserSpec{User: refbridge.User{UserName: "test_caseworker"}, Password: "cw"})
 	s.AddUser(primerotest.UserSpec{User: refbridge.User{UserName: "unhcr_cw"}, Password: "x"})
 	c := newClient(t, s, nil)
-	newCase := func(consent bool) (string, string) {
-		data := genCase(1)
-		data["consent_for_services"], data["disclosure_other_orgs"] = consent, consent
-		id := s.SeedCase(data)
-		return id, s.Case(id)["services_section"].([]any)[0].(map[string]any)["unique_id"].(string)
+	id := s.SeedCase(genCase(1))
+	svc := s.Case(id)["services_section"].([]any)[0].(map[string]any)["unique_id"].(string)
+	rid, err := s.ReferService(id, svc, "test_caseworker", "unhcr_cw", false)
+	if err != nil {
+		t.Fatalf("ReferService: %v", err)
 	}
-
-	t.Run("create and list", func(t *testing.T) {
-		t.Parallel()
-		id, svc := newCase(true)
-		ref, err := c.CreateReferral(t.Context(), id, refbridge.Referral{TransitionedTo: "unhcr_cw", ServiceRecordID: svc, Service: "shelter"})
-		if err != nil {
-			t.Fatalf("CreateReferral: %v", err)
-		}
-		if ref.ID == "" || ref.Status != refbridge.ReferralInProgress || ref.TransitionedTo != "unhcr_cw" {
-			t.Fatalf("referral = %+v", ref)
-		}
-		list, err := c.ListReferrals(t.Context(), id)
-		if err != nil || len(list) != 1 || list[0].ID != ref.ID || list[0].ServiceRecordID != svc {
-			t.Fatalf("ListReferrals = %+v, %v", list, err)
-		}
-	})
-	t.Run("no consent", func(t *testing.T) {
-		t.Parallel()
-		id, svc := newCase(false)
-		_, err := c.CreateReferral(t.Context(), id, refbridge.Referral{TransitionedTo: "unhcr_cw", ServiceRecordID: svc})
-		probs := refbridge.ErrorProblems(err)
-		if refbridge.ErrorCodeOf(err) != refbridge.EInvalid || len(probs) != 1 || probs[0].Rule != primero.RuleConsentMissing {
-			t.Fatalf("got %v %+v, want invalid with consent_missing", err, probs)
-		}
-		if n := len(s.Referrals(id)); n != 0 {
-			t.Errorf("referrals = %d, want 0", n)
-		}
-	})
-	t.Run("recipient required", func(t *testing.T) {
-		t.Parallel()
-		id, svc := newCase(true)
-		_, err := c.CreateReferral(t.Context(), id, refbridge.Referral{ServiceRecordID: svc})
-		if refbridge.ErrorCodeOf(err) != refbridge.EInvalid {
-			t.Fatalf("got %v, want invalid", err)
-		}
-	})
+	list, err := c.ListReferrals(t.Context(), id)
+	if err != nil || len(list) != 1 || list[0].ID != rid || list[0].ServiceRecordID != svc ||
+		list[0].Status != refbridge.ReferralInProgress || list[0].TransitionedTo != "unhcr_cw" {
+		t.Fatalf("ListReferrals = %+v, %v", list, err)
+	}
 }
 
 func TestUpdateReferralVerifiesStatus(t *testing.T) {
@@ -971,7 +980,7 @@ func TestUpdateReferralVerifiesStatus(t *testing.T) {
 			}
 			for _, st := range tt.steps {
 				before := s.Referrals(id)[0].Status
-				ref, err := c.UpdateReferral(t.Context(), id, rid, primero.ReferralUpdate{Status: st.status, RejectedReason: "not_eligible"})
+				ref, err := c.UpdateReferral(t.Context(), id, rid, filtered(t, refbridge.Referral{Status: st.status, RejectedReason: "not_eligible"}))
 				if code := refbridge.ErrorCodeOf(err); code != st.code {
 					t.Fatalf("%s → %s: got %v, want %q", before, st.status, err, st.code)
 				}
@@ -1050,4 +1059,120 @@ func BenchmarkListCases10k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/10_000, "ns/case")
+}
+
+// TestUnfilteredBodiesRefused: a body that did not pass the EgressFilter —
+// the zero Message, the only one code outside package egress can make — is
+// refused with an invalid error naming the filter, and nothing is sent.
+func TestUnfilteredBodiesRefused(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, primerotest.Options{})
+	id := s.SeedCase(genCase(1))
+	c := newClient(t, s, nil)
+	const rid = "0c0c0c0c-0000-4000-8000-000000000001"
+	calls := map[string]func(ctx context.Context) error{
+		"CreateCase": func(ctx context.Context) error {
+			_, err := c.CreateCase(ctx, "", egress.Message[refbridge.Case]{})
+			return err
+		},
+		"PatchCase": func(ctx context.Context) error {
+			_, err := c.PatchCase(ctx, id, egress.Message[refbridge.Case]{})
+			return err
+		},
+		"UpdateReferral": func(ctx context.Context) error {
+			_, err := c.UpdateReferral(ctx, id, rid, egress.Message[refbridge.Referral]{})
+			return err
+		},
+		"MarkSynced": func(ctx context.Context) error {
+			return c.MarkSynced(ctx, id, egress.Message[refbridge.SyncStatus]{})
+		},
+	}
+	for name, call := range calls {
+		err := call(t.Context())
+		if refbridge.ErrorCodeOf(err) != refbridge.EInvalid || !strings.Contains(fmt.Sprint(err), "egress.Filter") {
+			t.Errorf("%s: got %v, want invalid naming egress.Filter", name, err)
+		}
+	}
+	for _, pattern := range []string{primerotest.PatternCreateCase, primerotest.PatternPatchCase, primerotest.PatternPatchReferral} {
+		if n := s.Requests(pattern); n != 0 {
+			t.Errorf("%s: %d requests sent, want 0", pattern, n)
+		}
+	}
+}
+
+// recordWrites keeps the body of every POST and PATCH the client sends
+// but the login (which carries the password), in order.
+type recordWrites struct {
+	mu     sync.Mutex
+	writes []string // "METHOD path body"
+}
+
+func (r *recordWrites) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && (req.Method == http.MethodPost || req.Method == http.MethodPatch) && req.URL.Path != "/api/v2/tokens" {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.writes = append(r.writes, req.Method+" "+req.URL.Path+" "+string(b))
+		r.mu.Unlock()
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (r *recordWrites) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.writes)
+}
+
+// TestWriteBodies pins the request bodies byte for byte: the wire format
+// is the filtered value in the {"data": …} envelope (for a referral, its
+// decision keys), and a field outside the allow-list does not leave.
+func TestWriteBodies(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, primerotest.Options{})
+	s.AddUser(primerotest.UserSpec{User: refbridge.User{UserName: "test_caseworker"}, Password: "cw"})
+	s.AddUser(primerotest.UserSpec{User: refbridge.User{UserName: "unhcr_cw"}, Password: "x"})
+	rec := &recordWrites{}
+	c := newClient(t, s, func(cfg *primero.Config) { cfg.Transport = rec })
+
+	const (
+		newID = "0d0d0d0d-0000-4000-8000-000000000001"
+		svcID = "f4f4f4f4-0000-4000-8000-000000000004"
+	)
+	// risk_level, service_provider and rejection_note are not in
+	// Gambella's allow-lists.
+	if _, err := c.CreateCase(t.Context(), newID, filtered(t, refbridge.Case{UNHCRIndividualNo: "TST-00000009", Sex: "female", RiskLevel: "high",
+		Services: []refbridge.Service{{UniqueID: svcID, ServiceType: "shelter", ServiceProvider: "Test provider"}}})); err != nil {
+		t.Fatalf("CreateCase: %v", err)
+	}
+	if _, err := c.PatchCase(t.Context(), newID, filtered(t, refbridge.Case{NameFirst: "Sample", RiskLevel: "high"})); err != nil {
+		t.Fatalf("PatchCase: %v", err)
+	}
+	if err := c.MarkSynced(t.Context(), newID, filtered(t, refbridge.SyncStatus{Synced: true, URL: "https://dtp.example.org/r/1", Status: "sent"})); err != nil {
+		t.Fatalf("MarkSynced: %v", err)
+	}
+	id := s.SeedCase(genCase(4))
+	svc := s.Case(id)["services_section"].([]any)[0].(map[string]any)["unique_id"].(string)
+	rid, err := s.ReferService(id, svc, "test_caseworker", "unhcr_cw", false)
+	if err != nil {
+		t.Fatalf("ReferService: %v", err)
+	}
+	if _, err := c.UpdateReferral(t.Context(), id, rid, filtered(t, refbridge.Referral{Status: refbridge.ReferralRejected, RejectedReason: "not_eligible", RejectionNote: "Synthetic note"})); err != nil {
+		t.Fatalf("UpdateReferral: %v", err)
+	}
+
+	want := []string{
+		`POST /api/v2/cases {"data":{"id":"` + newID + `","sex":"female","unhcr_individual_no":"TST-00000009","services_section":[{"unique_id":"` + svcID + `","service_type":"shelter"}]}}`,
+		`PATCH /api/v2/cases/` + newID + ` {"data":{"name_first":"Sample"}}`,
+		`PATCH /api/v2/cases/` + newID + ` {"data":{"mark_synced":true,"mark_synced_url":"https://dtp.example.org/r/1","mark_synced_status":"sent"}}`,
+		`PATCH /api/v2/cases/` + id + `/referrals/` + rid + ` {"data":{"status":"rejected","rejected_reason":"not_eligible"}}`,
+	}
+	if got := rec.list(); !slices.Equal(got, want) {
+		t.Errorf("sent\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

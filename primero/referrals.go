@@ -2,9 +2,11 @@ package primero
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"refbridge"
+	"refbridge/egress"
 	"refbridge/peerhttp"
 )
 
@@ -22,88 +24,39 @@ func (c *Client) ListReferrals(ctx context.Context, caseID string) ([]refbridge.
 	return out.Data, err
 }
 
-// referralCreate holds exactly the keys Primero accepts when a referral is
-// created (contract §3); anything else in a refbridge.Referral (id,
-// status, …) is the server's to set and is not sent.
-type referralCreate struct {
-	TransitionedTo         string  `json:"transitioned_to,omitempty"`
-	TransitionedToAgency   string  `json:"transitioned_to_agency,omitempty"`
-	TransitionedToRemote   string  `json:"transitioned_to_remote,omitempty"`
-	Remote                 *bool   `json:"remote,omitempty"`
-	TypeOfExport           string  `json:"type_of_export,omitempty"`
-	Service                string  `json:"service,omitempty"`
-	ServiceRecordID        string  `json:"service_record_id,omitempty"`
-	Notes                  *string `json:"notes,omitempty"`
-	ConsentOverridden      *bool   `json:"consent_overridden,omitempty"`
-	AuthorizedRoleUniqueID string  `json:"authorized_role_unique_id,omitempty"`
-	AllowCaseCreation      *bool   `json:"allow_case_creation,omitempty"`
-}
-
-// CreateReferral refers the case with database id caseID as r describes
-// (transitioned_to, service_record_id, notes, consent_overridden, …) and
-// returns the referral Primero created.
-//
-// A referral has no client-chosen id, so a repeated POST would create a
-// second referral: it is retried in-line only when Primero provably did not
-// receive it (connection refused, 429, 503). Any other failure is returned,
-// and the caller must look at ListReferrals before trying again. A case
-// without consent gives an invalid error with a consent_missing problem.
-func (c *Client) CreateReferral(ctx context.Context, caseID string, r refbridge.Referral) (refbridge.Referral, error) {
-	const op = "create referral"
-	var out struct {
-		Data refbridge.Referral `json:"data"`
-	}
-	switch {
-	case !isUUID(caseID):
-		return out.Data, errorf(refbridge.EInvalid, "%s: case id must be a UUID", op)
-	case r.TransitionedTo == "" && (r.Remote == nil || !*r.Remote):
-		return out.Data, &refbridge.Error{Code: refbridge.EInvalid, Message: op + ": a recipient is required",
-			Problems: []refbridge.Problem{{Field: "transitioned_to", Rule: "required", Detail: "a referral needs a recipient user unless it is remote"}}}
-	case r.ServiceRecordID != "" && !isLowerUUID(r.ServiceRecordID):
-		return out.Data, &refbridge.Error{Code: refbridge.EInvalid, Message: op + ": service_record_id must be a lowercase UUID",
-			Problems: []refbridge.Problem{{Field: "service_record_id", Rule: "invalid", Detail: "must be the unique_id of a service item"}}}
-	}
-	body := referralCreate{
-		TransitionedTo:         r.TransitionedTo,
-		TransitionedToAgency:   r.TransitionedToAgency,
-		TransitionedToRemote:   r.TransitionedToRemote,
-		Remote:                 r.Remote,
-		TypeOfExport:           r.TypeOfExport,
-		Service:                r.Service,
-		ServiceRecordID:        r.ServiceRecordID,
-		Notes:                  r.Notes,
-		ConsentOverridden:      r.ConsentOverridden,
-		AuthorizedRoleUniqueID: r.AuthorizedRoleUniqueID,
-		AllowCaseCreation:      r.AllowCaseCreation,
-	}
-	_, err := c.send(ctx, op, http.MethodPost, "/api/v2/cases/"+caseID+"/referrals", body, peerhttp.RetryUnsent, &out)
-	return out.Data, err
-}
-
-// ReferralUpdate is a decision on a referral: Status is accepted or
-// rejected (from in_progress) or done (from accepted). RejectedReason goes
-// with rejected; RejectionNote, with done, becomes the service's
-// note_on_referral_from_provider.
-type ReferralUpdate struct {
+// referralUpdate is the body of a decision on a referral (primero-v2 §3):
+// Status is accepted or rejected (from in_progress) or done (from
+// accepted). RejectedReason goes with rejected; RejectionNote, with done,
+// becomes the service's note_on_referral_from_provider. No other key of a
+// referral is Primero's to take in this request.
+type referralUpdate struct {
 	Status         string `json:"status"`
 	RejectedReason string `json:"rejected_reason,omitempty"`
 	RejectionNote  string `json:"rejection_note,omitempty"`
 }
 
-// UpdateReferral moves referral referralID of case caseID to u.Status and
-// returns the referral as Primero holds it afterwards.
+// UpdateReferral moves referral referralID of case caseID to the status of
+// decision and returns the referral as Primero holds it afterwards. decision
+// is the EgressFilter's output (a Message that did not pass it is refused
+// unsent); its status, rejected_reason and rejection_note, as far as the
+// allow-list kept them, make the request body.
 //
 // Primero answers 200 to a transition it refuses (wrong starting status)
 // and changes nothing, so the status in its answer is checked (re-reading
-// the referral when the answer lacks it): if it is not u.Status the result
-// is a conflict *refbridge.Error naming the refused transition. A request
-// for the status the referral already has succeeds; that is what makes the
-// in-line retry of this absolute update safe.
-func (c *Client) UpdateReferral(ctx context.Context, caseID, referralID string, u ReferralUpdate) (refbridge.Referral, error) {
+// the referral when the answer lacks it): if it is not the status asked for
+// the result is a conflict *refbridge.Error naming the refused transition.
+// A request for the status the referral already has succeeds; that is what
+// makes the in-line retry of this absolute update safe.
+func (c *Client) UpdateReferral(ctx context.Context, caseID, referralID string, decision egress.Message[refbridge.Referral]) (refbridge.Referral, error) {
 	const op = "update referral"
 	var out struct {
 		Data refbridge.Referral `json:"data"`
 	}
+	if err := decision.Err(); err != nil {
+		return out.Data, fmt.Errorf("%s: %w", op, err)
+	}
+	d := decision.Value()
+	u := referralUpdate{Status: d.Status, RejectedReason: d.RejectedReason, RejectionNote: d.RejectionNote}
 	switch {
 	case !isUUID(caseID) || !isUUID(referralID):
 		return out.Data, errorf(refbridge.EInvalid, "%s: case and referral ids must be UUIDs", op)
