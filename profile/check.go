@@ -2,6 +2,8 @@ package profile
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -51,6 +53,8 @@ func Check(src []byte) (*Profile, []Finding) {
 			return nil, findings
 		}
 	}
+	sum := sha256.Sum256(src)
+	p.digest = hex.EncodeToString(sum[:])
 	return p, findings
 }
 

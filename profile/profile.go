@@ -107,6 +107,7 @@ type Service struct {
 // Profile is a loaded, valid country profile. The zero value is not usable;
 // get one from Load, Parse or Check.
 type Profile struct {
+	digest   string // SHA-256 of the source, hex
 	siteID   string
 	siteName Label
 	language string
@@ -199,6 +200,10 @@ func Parse(src []byte) (*Profile, error) {
 	}
 	return nil, e
 }
+
+// Digest is the SHA-256 (hex) of the profile's source: which version of the
+// agreed mappings and allow-lists is in force, for the audit trail.
+func (p *Profile) Digest() string { return p.digest }
 
 // SiteID returns the site id, which also seeds every deterministic service id.
 func (p *Profile) SiteID() string { return p.siteID }

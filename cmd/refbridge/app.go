@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -53,7 +54,11 @@ type app struct {
 func newApp(ctx context.Context, c appConfig) (*app, error) {
 	db, err := store.Open(ctx, store.Config{Path: c.StorePath, Keys: c.Keys, Retention: c.Retention, Logger: c.Logger})
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", c.StorePath, err)
+		return nil, fmt.Errorf("open store %s: %w", redactedStore(c.StorePath), err)
+	}
+	if err := recordProfile(ctx, db, c.Profile); err != nil {
+		db.Close()
+		return nil, err
 	}
 	a, err := wire(db, c)
 	if err != nil {
@@ -61,6 +66,42 @@ func newApp(ctx context.Context, c appConfig) (*app, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// profileCursor remembers which profile (by digest) was in force at the
+// last start.
+const profileCursor = "config/profile_sha256"
+
+// recordProfile audits a change of the profile in force (its mappings and
+// ISP allow-lists decide what is shared): the first start with a profile,
+// or a start with a profile whose source differs from the last one, adds a
+// config_changed event naming the new digest.
+func recordProfile(ctx context.Context, db *store.DB, p *profile.Profile) error {
+	prev, err := db.Cursor(ctx, profileCursor)
+	if err != nil {
+		return fmt.Errorf("read the profile in force: %w", err)
+	}
+	if prev == p.Digest() {
+		return nil
+	}
+	reason := "profile_changed"
+	if prev == "" {
+		reason = "profile_first_use"
+	}
+	if err := db.AppendAudit(ctx, refbridge.AuditEvent{Kind: refbridge.AuditConfigChanged, Actor: "refbridge",
+		Fields: []string{"profile"}, Outcome: "sha256:" + p.Digest(), Reason: reason}); err != nil {
+		return fmt.Errorf("audit the profile in force: %w", err)
+	}
+	return db.SetCursor(ctx, profileCursor, p.Digest())
+}
+
+// redactedStore names the store for messages: a PostgreSQL URL without its
+// password.
+func redactedStore(path string) string {
+	if u, err := url.Parse(path); err == nil && u.Scheme != "" && u.User != nil {
+		return u.Redacted()
+	}
+	return path
 }
 
 func wire(db *store.DB, c appConfig) (*app, error) {

@@ -42,7 +42,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		a.db.Close()
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	log.Info("refbridge serving", "addr", ln.Addr().String(), "profile", ac.Profile.SiteID(), "store", cfg.Store.Path)
+	log.Info("refbridge serving", "addr", ln.Addr().String(), "profile", ac.Profile.SiteID(), "store", redactedStore(cfg.Store.Path))
 	return a.run(ctx, ln)
 }
 
