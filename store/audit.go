@@ -29,11 +29,13 @@ import (
 //     BEGIN IMMEDIATE, so the read and the insert happen under the database's
 //     single write lock; two appends cannot interleave. seq is also the
 //     primary key, so even a bug there would fail rather than fork.
-//   - PostgreSQL (issue #7): the anchor read takes the row lock
-//     (dialect.lockRow = " FOR UPDATE"), which serialises appenders across
-//     replicas until commit. A sequence would not do: it hands out numbers
+//   - PostgreSQL: every write transaction locks the anchor row first
+//     (dialect.lockAudit, right after BEGIN), which serialises appenders
+//     across replicas until commit; the anchor read here repeats FOR UPDATE
+//     (dialect.lockRow). A sequence would not do: it hands out numbers
 //     outside the transaction (gaps on rollback) and does not order the
-//     prev_hash reads.
+//     prev_hash reads. Should the anchor row be deleted (tampering), seq
+//     being the primary key still makes a racing append fail, not fork.
 //
 // Appends chain from the anchor, not from the last row: if rows were
 // rewritten behind the store's back, the next event still links to the hash

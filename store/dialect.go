@@ -22,9 +22,9 @@ import (
 var migrationFiles embed.FS
 
 // dialect is everything that differs between database engines. The SQL
-// itself lives in queries.go, written once with '?' placeholders; a second
-// engine (PostgreSQL, issue #7) adds a dialect value and a migrations
-// directory, and nothing else in the package changes.
+// itself lives in queries.go, written once with '?' placeholders; each
+// engine (SQLite here, PostgreSQL in postgres.go) is a dialect value and a
+// migrations directory, and nothing else in the package differs.
 type dialect struct {
 	name string
 	// migrations holds this engine's schema files, NNNN_name.sql.
@@ -39,6 +39,19 @@ type dialect struct {
 	// row: "" on SQLite (a transaction already holds the only write lock),
 	// " FOR UPDATE" on PostgreSQL.
 	lockRow string
+	// lockAudit runs first in every write transaction of the store, before
+	// it reads or writes any exchange: it takes the audit chain's lock (the
+	// anchor row). Every writer then takes its locks in one order — chain
+	// first, exchange rows after — so writers of several replicas queue
+	// instead of deadlocking, intake of one key by two replicas is
+	// serialised, and the chain stays one total order. "" on SQLite, whose
+	// BEGIN IMMEDIATE already takes the database's only write lock.
+	lockAudit string
+	// lockSchema runs in a transaction held open while Migrate runs, so that
+	// replicas starting together migrate one after the other (River's
+	// migrator takes no lock of its own). "" on SQLite, whose lock file
+	// already keeps a second process out.
+	lockSchema string
 	// open opens the pool and whatever guards the engine needs; release is
 	// called after the pool is closed.
 	open func(ctx context.Context, cfg Config) (pool *sql.DB, release func() error, err error)
@@ -52,6 +65,16 @@ type dialect struct {
 	// process is working the queue. On a shared database it must stay ""
 	// (River's rescuer does this after RescueAfter).
 	recoverJobs []string
+}
+
+// dialectFor picks the engine a Config.Path names: a postgres:// or
+// postgresql:// URL is PostgreSQL, anything else an SQLite file.
+func dialectFor(path string) *dialect {
+	lower := strings.ToLower(path)
+	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
+		return postgresDialect()
+	}
+	return sqliteDialect()
 }
 
 // sqliteDialect is the embedded, single-process store.
@@ -73,6 +96,8 @@ func sqliteDialect() *dialect {
 		},
 		bind:        func(q string) string { return q },
 		lockRow:     "",
+		lockAudit:   "",
+		lockSchema:  "",
 		open:        openSQLite,
 		riverDriver: func(pool *sql.DB) riverdriver.Driver[*sql.Tx] { return riversqlite.New(pool) },
 		completeJob: func(ctx context.Context, tx *sql.Tx, job *river.Job[ProcessExchange]) error {

@@ -94,6 +94,15 @@ func (db *DB) commitGroup(batch []*transitionReq) {
 		err = fmt.Errorf("store: begin: %w", err)
 		return
 	}
+	// The audit chain's lock first, as in inTx: the changes below lock
+	// exchange rows in no particular order, which is deadlock-free only
+	// because every writer of every replica holds this lock before any row.
+	if db.d.lockAudit != "" {
+		if _, err = tx.ExecContext(context.Background(), db.d.lockAudit); err != nil {
+			err = errors.Join(fmt.Errorf("store: lock: %w", err), ignoreDone(tx.Rollback()))
+			return
+		}
+	}
 	for _, r := range batch {
 		if cerr := r.ctx.Err(); cerr != nil {
 			r.err = cerr

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -54,8 +55,14 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // Migrate brings both schemas up to date — refbridge's tables, then River's —
 // and returns how many migrations it applied (0 when already current). Each
 // migration runs in its own transaction together with its version record, so
-// a crash leaves the schema at a whole version.
-func (db *DB) Migrate(ctx context.Context) (int, error) {
+// a crash leaves the schema at a whole version. On PostgreSQL, replicas
+// migrating at once take turns (dialect.lockSchema).
+func (db *DB) Migrate(ctx context.Context) (n int, err error) {
+	unlock, err := db.lockSchema(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
 	own, err := db.migrateOwn(ctx)
 	if err != nil {
 		return own, err
@@ -72,6 +79,24 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 		db.log.Info("store migrated", "dialect", db.d.name, "store_migrations", own, "river_migrations", len(res.Versions))
 	}
 	return own + len(res.Versions), nil
+}
+
+// lockSchema takes the dialect's schema lock in a transaction of its own,
+// held until unlock; the migrations run on other connections meanwhile.
+// Being transaction-scoped, the lock cannot outlive a failure: rolling back
+// or losing the connection releases it.
+func (db *DB) lockSchema(ctx context.Context) (unlock func() error, err error) {
+	if db.d.lockSchema == "" {
+		return func() error { return nil }, nil
+	}
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: schema lock: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, db.d.lockSchema); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: schema lock: %w", err), ignoreDone(tx.Rollback()))
+	}
+	return func() error { return ignoreDone(tx.Rollback()) }, nil
 }
 
 func (db *DB) migrateOwn(ctx context.Context) (int, error) {
@@ -102,7 +127,7 @@ func (db *DB) migrateOwn(ctx context.Context) (int, error) {
 // the check is inside the transaction so two migrators cannot both apply it.
 func (db *DB) applyMigration(ctx context.Context, m migration) (bool, error) {
 	done := false
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inSchemaTx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, db.q.migrationApplied, m.version).Scan(&n); err != nil {
 			return err

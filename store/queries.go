@@ -95,8 +95,9 @@ func newQueries(d *dialect) queries {
  ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
 
 		// Appenders serialise on the anchor row: SQLite's write transaction
-		// already does; on PostgreSQL lockRow (FOR UPDATE) makes the
-		// read-seq-and-hash-then-insert atomic, so the chain cannot fork.
+		// already does; on PostgreSQL the transaction locked it at BEGIN
+		// (dialect.lockAudit) and lockRow repeats it here, so the
+		// read-seq-and-hash-then-insert is atomic and the chain cannot fork.
 		auditAnchorGet: `SELECT seq, hash FROM audit_anchor WHERE id = 1` + d.lockRow,
 		auditAnchorSet: b(`INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)
  ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`),

@@ -49,7 +49,9 @@ type QueueConfig struct {
 	// JobTimeout cancels a job's context after this long; default 60s.
 	JobTimeout time.Duration
 	// RescueAfter is when River's leader treats a running job as stuck and
-	// retries it; default 2×JobTimeout. (After a crash, Open already did.)
+	// retries it; default 2×JobTimeout. On PostgreSQL this is how the jobs
+	// of a replica that died come back (after a crash on SQLite, Open
+	// already did).
 	RescueAfter time.Duration
 	// MaxAttempts is River's retry budget per job before it is discarded;
 	// it is stamped on jobs this store inserts from now on. 0 = River's 25.
@@ -83,8 +85,9 @@ func (db *DB) NewQueue(cfg QueueConfig) (*river.Client[*sql.Tx], error) {
 	rc := &river.Config{
 		// River fetches at most once per cooldown, so its default (100 ms)
 		// caps a queue at MaxWorkers jobs per 100 ms — the end-to-end limit
-		// we measured. SQLite has no LISTEN/NOTIFY: new jobs are found by
-		// polling, a cheap indexed query on a local file.
+		// we measured. Both engines poll for new jobs, a cheap indexed
+		// query: SQLite has no LISTEN/NOTIFY, and on PostgreSQL River's
+		// database/sql driver runs without a pgx listener.
 		FetchCooldown:        5 * time.Millisecond,
 		FetchPollInterval:    50 * time.Millisecond,
 		JobTimeout:           cfg.JobTimeout,

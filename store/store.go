@@ -4,10 +4,10 @@
 // the state change), poll cursors, and the encryption and purge of the
 // personal data an exchange carries.
 //
-// This implementation is embedded SQLite for a single process. SQL lives in
-// queries.go and per-engine differences in dialect.go, so that a PostgreSQL
-// store for several replicas (issue #7) is one more dialect and one more
-// migrations directory, tested by the same storetest suite.
+// Two engines: embedded SQLite for a single process, and PostgreSQL for
+// several replicas sharing one database (issue #7). SQL lives in queries.go
+// and per-engine differences in one dialect value (dialect.go, postgres.go),
+// so both run the same code, tested by the same storetest suite.
 package store
 
 import (
@@ -29,7 +29,14 @@ import (
 
 // Config sets up a store.
 type Config struct {
-	// Path is the SQLite file; it is created (mode 0600) if missing.
+	// Path says where the store lives and so which engine holds it:
+	//   - a file path: SQLite, for one process; the file is created (mode
+	//     0600) if missing;
+	//   - a postgres:// or postgresql:// URL, e.g.
+	//     postgres://refbridge@db.example:5432/refbridge?sslmode=verify-full:
+	//     PostgreSQL, shared by any number of refbridge replicas. The database
+	//     must exist; Open creates the tables. Leave the password out of the
+	//     URL (PGPASSWORD or ~/.pgpass are read): the path is printed in logs.
 	Path string
 	// Keys encrypt payloads at rest; required.
 	Keys *Keyring
@@ -69,12 +76,16 @@ type DB struct {
 	closeErr  error
 }
 
-// Open opens (creating if needed) the store at cfg.Path, brings both schemas
-// up to date, and makes River jobs a killed process left running available
-// again. That recovery is only sound because an SQLite store belongs to one
-// process: Open takes an exclusive lock on "<Path>.lock" and refuses to open
-// a store another process (or another Open) holds. Open also refuses a store
-// holding payloads under a key the keyring lacks.
+// Open opens (creating if needed) the store at cfg.Path, SQLite or
+// PostgreSQL by the form of the path, and brings both schemas up to date.
+// Open refuses a store holding payloads under a key the keyring lacks.
+//
+// On SQLite, Open also makes River jobs a killed process left running
+// available again. That recovery is only sound because an SQLite store
+// belongs to one process: Open takes an exclusive lock on "<Path>.lock" and
+// refuses to open a store another process (or another Open) holds. On
+// PostgreSQL other replicas may be working those jobs, so River's rescuer
+// retries them after QueueConfig.RescueAfter instead.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Keys == nil {
 		return nil, errors.New("store: Config.Keys is required")
@@ -88,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := sqliteDialect()
+	d := dialectFor(cfg.Path)
 	ms, err := loadMigrations(d.migrations)
 	if err != nil {
 		return nil, err
@@ -194,19 +205,42 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Path returns where the store lives (the SQLite file), e.g. to reopen it.
+// Path returns where the store lives (Config.Path: the SQLite file or the
+// PostgreSQL URL), e.g. to reopen it.
 func (db *DB) Path() string { return db.path }
+
+// Dialect names the engine holding the store: "sqlite" or "postgres".
+func (db *DB) Dialect() string { return db.d.name }
 
 // SQL returns the underlying pool (one connection on SQLite). It is for
 // River's *Tx helpers (river.JobCompleteTx) and tests; refbridge's tables
 // are written only through DB's methods, which keep payloads encrypted.
 // Never call it inside a callback that already holds a transaction: on
-// SQLite the second connection would wait forever.
+// SQLite the second connection would wait forever. Bind adapts a query's
+// placeholders to the engine.
 func (db *DB) SQL() *sql.DB { return db.sql }
 
-// inTx runs fn in one transaction, committed (and, with synchronous=FULL,
-// fsynced) before inTx returns; any error rolls everything back.
+// Bind rewrites a query written with '?' placeholders into the engine's
+// style ($1, $2… on PostgreSQL), for queries run through SQL().
+func (db *DB) Bind(query string) string { return db.d.bind(query) }
+
+// inTx runs fn in one write transaction, committed (and fsynced) before
+// inTx returns; any error rolls everything back. The transaction first
+// takes the audit chain's lock (dialect.lockAudit), whether or not fn
+// appends events, so that the store's writers on every replica lock in one
+// order and never deadlock.
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return db.runTx(ctx, db.d.lockAudit, fn)
+}
+
+// inSchemaTx is inTx for migrations: the audit anchor may not exist yet,
+// and Migrate holds the schema lock instead.
+func (db *DB) inSchemaTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return db.runTx(ctx, "", fn)
+}
+
+// runTx runs first (unless "") and then fn in one transaction.
+func (db *DB) runTx(ctx context.Context, first string, fn func(tx *sql.Tx) error) error {
 	// Queue our writers first-come first-served: database/sql hands a freed
 	// connection to a random waiter, which under load turns into seconds of
 	// tail latency for an unlucky inbox request.
@@ -216,12 +250,25 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return ctx.Err()
 	}
 	defer func() { <-db.turn }()
-	tx, err := db.sql.BeginTx(ctx, nil)
+	// The caller's cancellation stops the statements (each runs under ctx)
+	// but not the COMMIT: pgx cancels an in-flight COMMIT when the
+	// transaction's context ends, and the caller would then hear "failed"
+	// about a transaction the server committed. Checked before the commit
+	// instead, so an error always means nothing was stored.
+	tx, err := db.sql.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
+	if first != "" {
+		if _, err := tx.ExecContext(ctx, first); err != nil {
+			return errors.Join(withCtxErr(ctx, fmt.Errorf("store: lock: %w", err)), ignoreDone(tx.Rollback()))
+		}
+	}
 	if err := fn(tx); err != nil {
 		return errors.Join(withCtxErr(ctx, err), ignoreDone(tx.Rollback()))
+	}
+	if err := ctx.Err(); err != nil {
+		return errors.Join(err, ignoreDone(tx.Rollback()))
 	}
 	if err := tx.Commit(); err != nil {
 		return withCtxErr(ctx, fmt.Errorf("store: commit: %w", err))

@@ -1,6 +1,8 @@
 // Package storetest is the conformance suite of refbridge's store: every
 // behaviour the engine relies on, run against each database engine the
-// store supports (SQLite today, PostgreSQL in issue #7).
+// store supports (SQLite and PostgreSQL). Tests that need raw SQL write it
+// with '?' placeholders and bind it with store.DB.Bind, so that no test
+// depends on an engine.
 package storetest
 
 import (
@@ -980,12 +982,13 @@ func testKeyRotation(t *testing.T, open Opener) {
 	}
 }
 
-// underKey counts rows whose payload is under key id (ids are codes, safe
-// to inline; the suite stays free of placeholder dialects).
+// underKey counts rows whose payload is under key id. Raw SQL in the suite
+// is written with '?' and bound by the store (DB.Bind), so it runs on
+// every engine.
 func underKey(t *testing.T, db *store.DB, id string) int {
 	t.Helper()
 	var n int
-	if err := db.SQL().QueryRow(`SELECT COUNT(*) FROM exchange WHERE key_id = '` + id + `'`).Scan(&n); err != nil {
+	if err := db.SQL().QueryRow(db.Bind(`SELECT COUNT(*) FROM exchange WHERE key_id = ?`), id).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -995,11 +998,13 @@ func testAADBindsPayloadToRow(t *testing.T, open Opener) {
 	ctx := context.Background()
 	tests := []struct {
 		name   string
-		tamper string // SQL run on rows a and b, ids substituted
+		tamper string                  // SQL run on rows a and b
+		args   func(a, b string) []any // its arguments
 	}{
-		{"PayloadCopiedToOtherRow", `UPDATE exchange SET payload = (SELECT payload FROM exchange WHERE id = '%[2]s') WHERE id = '%[1]s'`},
-		{"KeyChanged", `UPDATE exchange SET idem_key = 'IN-other' WHERE id = '%[1]s'`},
-		{"FlowChanged", `UPDATE exchange SET flow = 'F1d' WHERE id = '%[1]s'`},
+		{"PayloadCopiedToOtherRow", `UPDATE exchange SET payload = (SELECT payload FROM exchange WHERE id = ?) WHERE id = ?`,
+			func(a, b string) []any { return []any{b, a} }},
+		{"KeyChanged", `UPDATE exchange SET idem_key = 'IN-other' WHERE id = ?`, func(a, _ string) []any { return []any{a} }},
+		{"FlowChanged", `UPDATE exchange SET flow = 'F1d' WHERE id = ?`, func(a, _ string) []any { return []any{a} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1007,7 +1012,7 @@ func testAADBindsPayloadToRow(t *testing.T, open Opener) {
 			s := newSetup(t, open)
 			got := receive(t, s.db, inbound("IN-a", "h1"), inbound("IN-b", "h1"))
 			a, b := got[0].ExchangeID, got[1].ExchangeID
-			if _, err := s.db.SQL().ExecContext(ctx, fmt.Sprintf(tt.tamper, a, b)); err != nil {
+			if _, err := s.db.SQL().ExecContext(ctx, s.db.Bind(tt.tamper), tt.args(a, b)...); err != nil {
 				t.Fatal(err)
 			}
 			_, err := s.db.Get(ctx, a)
