@@ -58,6 +58,7 @@ type Config struct {
 		PollOverlap  Duration `yaml:"poll_overlap"`
 		MaxAttempts  int      `yaml:"max_attempts"`
 		Workers      int      `yaml:"workers"`
+		JobTimeout   Duration `yaml:"job_timeout"`
 	} `yaml:"engine"`
 
 	// Secrets, read from files or the environment by Load.
@@ -103,6 +104,7 @@ func Defaults() Config {
 	c.Engine.PollOverlap = Duration(10 * time.Minute)
 	c.Engine.MaxAttempts = 10
 	c.Engine.Workers = 8
+	c.Engine.JobTimeout = Duration(time.Minute)
 	return c
 }
 
@@ -157,6 +159,7 @@ func (c *Config) overrides() map[string]any {
 		"REFBRIDGE_ENGINE_POLL_OVERLAP":       &c.Engine.PollOverlap,
 		"REFBRIDGE_ENGINE_MAX_ATTEMPTS":       &c.Engine.MaxAttempts,
 		"REFBRIDGE_ENGINE_WORKERS":            &c.Engine.Workers,
+		"REFBRIDGE_ENGINE_JOB_TIMEOUT":        &c.Engine.JobTimeout,
 	}
 }
 
@@ -267,5 +270,8 @@ func (c *Config) validate(problems *[]refbridge.Problem) {
 	}
 	if c.Engine.MaxAttempts < 1 || c.Engine.Workers < 1 {
 		*problems = append(*problems, refbridge.Problem{Field: "engine", Rule: "invalid", Detail: "max_attempts and workers must be at least 1"})
+	}
+	if c.Engine.JobTimeout < Duration(time.Second) {
+		*problems = append(*problems, refbridge.Problem{Field: "engine.job_timeout", Rule: "invalid", Detail: "must be at least 1s"})
 	}
 }

@@ -157,6 +157,23 @@ func settle(ctx context.Context, t *testing.T, w *world, tr *traffic) {
 	if !ok {
 		t.Fatalf("effects still missing when the budget ran out: %s; bridge log tail:\n%s", why, w.logTail(30))
 	}
+	if w.cfg.Postgres != "" {
+		// Replicas share the store, so read it while they run: the job of a
+		// killed replica finishes once River's rescuer hands it on (after
+		// twice the job timeout).
+		ok, why := waitUntil(ctx, time.Second, func() (bool, string) {
+			moving := movingExchanges(tr, w.exchanges(ctx))
+			if len(moving) == 0 {
+				return true, ""
+			}
+			return false, fmt.Sprintf("%d exchanges still moving, e.g. %s", len(moving), moving[0])
+		})
+		if !ok {
+			t.Logf("settle: %s", why) // checkStore reports them
+		}
+		w.stop()
+		return
+	}
 	for round := 1; ; round++ {
 		w.stop()
 		moving := movingExchanges(tr, w.exchanges(ctx))

@@ -6,20 +6,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -73,6 +68,9 @@ type worldConfig struct {
 	// Postgres is the store's URL; empty keeps an SQLite file in the world's
 	// temporary directory.
 	Postgres string
+	// JobTimeout bounds one exchange's work (default the bridge's 1m); a
+	// job of a killed replica is taken over after twice this.
+	JobTimeout time.Duration
 }
 
 // world is the two simulators in this process and `refbridge serve` as a
@@ -121,6 +119,9 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	t.Helper()
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
+	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = time.Minute
 	}
 	if cfg.Replicas > 1 && cfg.Postgres == "" {
 		t.Fatal("several replicas need a Postgres store")
@@ -218,53 +219,20 @@ engine:
   poll_overlap: %s
   max_attempts: %d
   workers: %d
+  job_timeout: %s
 `, addr, w.dbPath, keysFile, tokensFile, webhookFile,
 			w.primero.URL, apiUser, passwordFile, cfg.PeerTimeout,
 			w.dtp.ReferralURL(), w.dtp.DecisionURL(), subKeyFile,
 			pki.ClientCertFile, pki.ClientKeyFile, pki.CAFile, cfg.PeerTimeout,
-			cfg.PollInterval, cfg.PollOverlap, cfg.MaxAttempts, cfg.Workers)
+			cfg.PollInterval, cfg.PollOverlap, cfg.MaxAttempts, cfg.Workers, cfg.JobTimeout)
 		w.replicas = append(w.replicas, &replica{addr: addr, config: secret(fmt.Sprintf("refbridge-%d.yaml", i), yaml)})
 	}
 	if cfg.Replicas > 1 {
-		w.balance(t)
+		refbridgetest.Balance(t, w.addr, w.upAddrs)
 	}
 	// Registered after the simulators' cleanups, so it runs before them.
 	t.Cleanup(w.cleanup)
 	return w
-}
-
-// balance serves the world's address with a round-robin proxy over the
-// replicas that are running: what a load balancer in front of several
-// replicas does. A replica killed mid-request answers 502, like a real one.
-func (w *world) balance(t *testing.T) {
-	t.Helper()
-	var next atomic.Uint64
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			w.mu.Lock()
-			var up []string
-			for _, rep := range w.replicas {
-				if rep.proc != nil {
-					up = append(up, rep.addr)
-				}
-			}
-			w.mu.Unlock()
-			target := "127.0.0.1:1" // nothing listens: 502
-			if len(up) > 0 {
-				target = up[next.Add(1)%uint64(len(up))]
-			}
-			r.SetURL(&url.URL{Scheme: "http", Host: target})
-		},
-		ErrorHandler: func(rw http.ResponseWriter, _ *http.Request, _ error) { rw.WriteHeader(http.StatusBadGateway) },
-		ErrorLog:     log.New(io.Discard, "", 0),
-	}
-	ln, err := net.Listen("tcp", w.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
 }
 
 // freeAddr returns a loopback address nobody listens on now; the bridge
@@ -319,6 +287,19 @@ func (w *world) startLocked(i int) {
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	rep.proc = p
 	w.starts++
+}
+
+// upAddrs lists the addresses of the replicas running now.
+func (w *world) upAddrs() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var up []string
+	for _, rep := range w.replicas {
+		if rep.proc != nil {
+			up = append(up, rep.addr)
+		}
+	}
+	return up
 }
 
 // running reports whether some replica runs, failing the test if one died

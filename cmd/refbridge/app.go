@@ -38,8 +38,10 @@ type appConfig struct {
 	MaxBodyBytes  int64
 
 	PollInterval, PollOverlap time.Duration
-	MaxAttempts, Workers      int
-	Logger                    *slog.Logger
+	// JobTimeout bounds one exchange's work; 0 means the queue's default.
+	JobTimeout           time.Duration
+	MaxAttempts, Workers int
+	Logger               *slog.Logger
 }
 
 // app is a wired bridge: store, engine and its queue, inbound API.
@@ -125,7 +127,7 @@ func wire(db *store.DB, c appConfig) (*app, error) {
 	// store unreachable); peer failures are counted by the engine, which
 	// dead-letters with a reason long before.
 	queue, err := db.NewQueue(store.QueueConfig{Workers: eng.Workers(), PeriodicJobs: eng.PeriodicJobs(),
-		MaxWorkers: c.Workers, MaxAttempts: 25, Logger: c.Logger})
+		MaxWorkers: c.Workers, JobTimeout: c.JobTimeout, MaxAttempts: 25, Logger: c.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}

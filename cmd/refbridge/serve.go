@@ -143,7 +143,7 @@ func appConfigFrom(cfg config.Config, log *slog.Logger) (appConfig, error) {
 			CertFile: cfg.DTP.CertFile, KeyFile: cfg.DTP.KeyFile, CAFile: cfg.DTP.CAFile, Timeout: time.Duration(cfg.DTP.Timeout)},
 		InboundTokens: cfg.Secrets.InboundTokens, WebhookKeys: cfg.Secrets.WebhookKeys, MaxBodyBytes: cfg.Inbound.MaxBodyBytes,
 		PollInterval: time.Duration(cfg.Engine.PollInterval), PollOverlap: time.Duration(cfg.Engine.PollOverlap),
-		MaxAttempts: cfg.Engine.MaxAttempts, Workers: cfg.Engine.Workers, Logger: log,
+		MaxAttempts: cfg.Engine.MaxAttempts, Workers: cfg.Engine.Workers, JobTimeout: time.Duration(cfg.Engine.JobTimeout), Logger: log,
 	}, nil
 }
 
