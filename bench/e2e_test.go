@@ -34,34 +34,44 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// bridge is `refbridge serve` as a child process wired to both simulators.
+// bridge is `refbridge serve` as child processes (one or several replicas
+// behind a load balancer) wired to both simulators.
 type bridge struct {
-	addr    string
-	token   string
-	profile *profile.Profile
-	primero *primerotest.Sim
-	dtp     *dtptest.Sim
-	cmd     *exec.Cmd
-	done    chan struct{}
-	log     string
+	addr     string // what DTP and Primero's webhook call
+	token    string
+	profile  *profile.Profile
+	primero  *primerotest.Sim
+	dtp      *dtptest.Sim
+	children []*child
+	log      string
 }
 
-// startBridge starts both simulators and the bridge with workers workers,
-// Primero's webhook pointing at it, and waits until it answers.
-func startBridge(b *testing.B, workers int) *bridge {
+// child is one replica.
+type child struct {
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// bridgeSetup chooses the bridge a benchmark runs.
+type bridgeSetup struct {
+	workers  int
+	replicas int    // default 1
+	postgres string // store URL; "" for an SQLite file
+}
+
+// startBridge starts both simulators and the bridge, Primero's webhook
+// pointing at it, and waits until every replica answers.
+func startBridge(b *testing.B, bs bridgeSetup) *bridge {
 	b.Helper()
+	bs.replicas = max(bs.replicas, 1)
 	bin := bin.Path(b)
 	dir := b.TempDir()
 	p, err := profile.Load("gambella")
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	br := &bridge{addr: ln.Addr().String(), token: "bench-token", profile: p, done: make(chan struct{}), log: filepath.Join(dir, "refbridge.log")}
-	ln.Close()
+	br := &bridge{addr: freeAddr(b), token: "bench-token", profile: p, log: filepath.Join(dir, "refbridge.log")}
 	br.primero = primerotest.NewServer(b, primerotest.Options{Seed: 1,
 		Webhooks: []primerotest.Webhook{{URL: "http://" + br.addr + server.RoutePrimeroWebhook, APIKey: "bench-webhook-key"}}})
 	phone := "+000000000900"
@@ -84,7 +94,23 @@ func startBridge(b *testing.B, workers int) *bridge {
 		}
 		return path
 	}
-	config := file("refbridge.yaml", fmt.Sprintf(`listen: %s
+	storePath := filepath.Join(dir, "refbridge.db")
+	if bs.postgres != "" {
+		storePath = bs.postgres
+	}
+	keys, tokens, webhookKeys := file("keys", keyText), file("tokens", br.token), file("webhook-keys", "bench-webhook-key")
+	password, subKey := file("primero-password", "pw"), file("subscription-key", dtptest.DefaultSubscriptionKey)
+	logf, err := os.Create(br.log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logf.Close()
+	for i := range bs.replicas {
+		addr := br.addr
+		if bs.replicas > 1 {
+			addr = freeAddr(b)
+		}
+		config := file(fmt.Sprintf("refbridge-%d.yaml", i), fmt.Sprintf(`listen: %s
 log: {level: warn, format: json}
 store: {path: %s, keys_file: %s}
 inbound: {tokens_file: %s, webhook_keys_file: %s}
@@ -97,31 +123,56 @@ dtp:
   key_file: %s
   ca_file: %s
 engine: {workers: %d}
-`, br.addr, filepath.Join(dir, "refbridge.db"), file("keys", keyText), file("tokens", br.token), file("webhook-keys", "bench-webhook-key"),
-		br.primero.URL, file("primero-password", "pw"), br.dtp.ReferralURL(), br.dtp.DecisionURL(),
-		file("subscription-key", dtptest.DefaultSubscriptionKey), pki.ClientCertFile, pki.ClientKeyFile, pki.CAFile, workers))
-	logf, err := os.Create(br.log)
+`, addr, storePath, keys, tokens, webhookKeys, br.primero.URL, password, br.dtp.ReferralURL(), br.dtp.DecisionURL(),
+			subKey, pki.ClientCertFile, pki.ClientKeyFile, pki.CAFile, bs.workers))
+		c := &child{addr: addr, cmd: exec.Command(bin, "serve", "--config", config), done: make(chan struct{})}
+		c.cmd.Stdout, c.cmd.Stderr = logf, logf
+		if err := c.cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		go func() { c.cmd.Wait(); close(c.done) }()
+		b.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
+		br.children = append(br.children, c)
+		if i == 0 {
+			br.waitHealthy(b, c) // the first replica migrates the store; the others find it current
+		}
+	}
+	for _, c := range br.children[1:] {
+		br.waitHealthy(b, c)
+	}
+	if bs.replicas > 1 {
+		addrs := make([]string, len(br.children))
+		for i, c := range br.children {
+			addrs[i] = c.addr
+		}
+		refbridgetest.Balance(b, br.addr, func() []string { return addrs })
+	}
+	return br
+}
+
+func freeAddr(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer logf.Close()
-	br.cmd = exec.Command(bin, "serve", "--config", config)
-	br.cmd.Stdout, br.cmd.Stderr = logf, logf
-	if err := br.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go func() { br.cmd.Wait(); close(br.done) }()
-	b.Cleanup(func() { br.cmd.Process.Kill(); <-br.done })
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := http.Get("http://" + br.addr + server.RouteHealth)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitHealthy waits until the replica answers /healthz.
+func (br *bridge) waitHealthy(b *testing.B, c *child) {
+	b.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		resp, err := http.Get("http://" + c.addr + server.RouteHealth)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return
 			}
 		}
 		select {
-		case <-br.done:
+		case <-c.done:
 			b.Fatalf("refbridge exited: %s", tail(br.log))
 		default:
 		}
@@ -130,7 +181,6 @@ engine: {workers: %d}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return br
 }
 
 func tail(path string) string {
@@ -141,10 +191,19 @@ func tail(path string) string {
 	return string(data)
 }
 
-// peakRSS reads the child's VmHWM (peak resident set) in MiB.
+// peakRSS is the largest replica's VmHWM (peak resident set) in MiB.
 func (br *bridge) peakRSS(b *testing.B) float64 {
 	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", br.cmd.Process.Pid))
+	peak := 0.0
+	for _, c := range br.children {
+		peak = max(peak, c.peakRSS(b))
+	}
+	return peak
+}
+
+func (c *child) peakRSS(b *testing.B) float64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,10 +220,19 @@ func (br *bridge) peakRSS(b *testing.B) float64 {
 	return 0
 }
 
-// cpuTime is the CPU time (user + system) the child has used so far.
+// cpuTime is the CPU time (user + system) the replicas have used so far.
 func (br *bridge) cpuTime(b *testing.B) time.Duration {
 	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", br.cmd.Process.Pid))
+	var sum time.Duration
+	for _, c := range br.children {
+		sum += c.cpuTime(b)
+	}
+	return sum
+}
+
+func (c *child) cpuTime(b *testing.B) time.Duration {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -197,17 +265,21 @@ func selfCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// stop ends the child gracefully and fails on an unclean exit.
+// stop ends every replica gracefully and fails on an unclean exit.
 func (br *bridge) stop(b *testing.B) {
 	b.Helper()
-	br.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-br.done:
-	case <-time.After(30 * time.Second):
-		b.Fatalf("refbridge did not stop: %s", tail(br.log))
+	for _, c := range br.children {
+		c.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	if !br.cmd.ProcessState.Success() {
-		b.Fatalf("refbridge exited with %v: %s", br.cmd.ProcessState, tail(br.log))
+	for _, c := range br.children {
+		select {
+		case <-c.done:
+		case <-time.After(30 * time.Second):
+			b.Fatalf("refbridge did not stop: %s", tail(br.log))
+		}
+		if !c.cmd.ProcessState.Success() {
+			b.Fatalf("refbridge exited with %v: %s", c.cmd.ProcessState, tail(br.log))
+		}
 	}
 }
 
@@ -221,67 +293,79 @@ func (br *bridge) stop(b *testing.B) {
 // cores with the bridge.
 func BenchmarkEndToEndF1(b *testing.B) {
 	for _, workers := range []int{8, 32, 128} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			br := startBridge(b, workers)
-			tmpl := newBatchTemplate(b, br.profile, 100)
-			batches := (b.N + tmpl.size - 1) / tmpl.size
-			want := batches * tmpl.size
-			var (
-				next atomic.Int64
-				wg   sync.WaitGroup
-				fail atomic.Value
-			)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-			defer cancel()
-			b.ResetTimer()
-			bridgeCPU, peersCPU := br.cpuTime(b), selfCPU(b)
-			for range 4 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						n := int(next.Add(1))
-						if n > batches {
-							return
-						}
-						reply, err := br.dtp.PostJSON(ctx, "http://"+br.addr+server.RouteInterventions, br.token, tmpl.batch(n))
-						if err != nil || reply.Status != http.StatusOK {
-							fail.Store(fmt.Errorf("post batch %d: %v %v", n, err, reply))
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			if err, ok := fail.Load().(error); ok {
-				b.Fatal(err)
-			}
-			for {
-				n := 0
-				for k, c := range br.dtp.StatusCounts() {
-					if k.Status == refbridge.StatusPendingAcknowledgement {
-						n += c
-					}
-				}
-				if n >= want {
-					break
-				}
-				if ctx.Err() != nil {
-					b.Fatalf("%d of %d callbacks reached DTP: %s", n, want, tail(br.log))
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(want)/b.Elapsed().Seconds(), "referrals/s")
-			b.ReportMetric(br.peakRSS(b), "peak-RSS-MB")
-			// CPU per referral on each side shows what the two cores allow:
-			// the simulators and senders share them with the bridge.
-			b.ReportMetric(float64((br.cpuTime(b)-bridgeCPU).Microseconds())/1000/float64(want), "bridge-CPU-ms/referral")
-			b.ReportMetric(float64((selfCPU(b)-peersCPU).Microseconds())/1000/float64(want), "peers-CPU-ms/referral")
-			if d := br.dtp.Doubles(); len(d) > 0 {
-				b.Fatalf("doubles at DTP: %v", d[:min(len(d), 5)])
-			}
-			br.stop(b)
+		b.Run(fmt.Sprintf("sqlite/workers=%d", workers), func(b *testing.B) {
+			runEndToEndF1(b, bridgeSetup{workers: workers})
 		})
 	}
+	// Several replicas share one PostgreSQL (issue #7); skipped unless
+	// REFBRIDGE_TEST_POSTGRES names a server.
+	for _, replicas := range []int{1, 2, 3} {
+		b.Run(fmt.Sprintf("postgres/replicas=%d/workers=32", replicas), func(b *testing.B) {
+			runEndToEndF1(b, bridgeSetup{workers: 32, replicas: replicas, postgres: refbridgetest.PostgresDB(b)})
+		})
+	}
+}
+
+// runEndToEndF1 is one BenchmarkEndToEndF1 run against the bridge bs sets up.
+func runEndToEndF1(b *testing.B, bs bridgeSetup) {
+	br := startBridge(b, bs)
+	tmpl := newBatchTemplate(b, br.profile, 100)
+	batches := (b.N + tmpl.size - 1) / tmpl.size
+	want := batches * tmpl.size
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		fail atomic.Value
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	b.ResetTimer()
+	bridgeCPU, peersCPU := br.cpuTime(b), selfCPU(b)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := int(next.Add(1))
+				if n > batches {
+					return
+				}
+				reply, err := br.dtp.PostJSON(ctx, "http://"+br.addr+server.RouteInterventions, br.token, tmpl.batch(n))
+				if err != nil || reply.Status != http.StatusOK {
+					fail.Store(fmt.Errorf("post batch %d: %v %v", n, err, reply))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := fail.Load().(error); ok {
+		b.Fatal(err)
+	}
+	for {
+		n := 0
+		for k, c := range br.dtp.StatusCounts() {
+			if k.Status == refbridge.StatusPendingAcknowledgement {
+				n += c
+			}
+		}
+		if n >= want {
+			break
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("%d of %d callbacks reached DTP: %s", n, want, tail(br.log))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(want)/b.Elapsed().Seconds(), "referrals/s")
+	b.ReportMetric(br.peakRSS(b), "peak-RSS-MB")
+	// CPU per referral on each side shows what the two cores allow:
+	// the simulators and senders share them with the bridge.
+	b.ReportMetric(float64((br.cpuTime(b)-bridgeCPU).Microseconds())/1000/float64(want), "bridge-CPU-ms/referral")
+	b.ReportMetric(float64((selfCPU(b)-peersCPU).Microseconds())/1000/float64(want), "peers-CPU-ms/referral")
+	if d := br.dtp.Doubles(); len(d) > 0 {
+		b.Fatalf("doubles at DTP: %v", d[:min(len(d), 5)])
+	}
+	br.stop(b)
 }

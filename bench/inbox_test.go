@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"refbridge/cmd/refbridge/refbridgetest"
 	"refbridge/engine"
 	"refbridge/profile"
 	"refbridge/server"
@@ -25,15 +26,18 @@ const inboxToken = "bench-inbound-token"
 // BenchmarkInboxIntake measures durable intake of DTP intervention batches
 // through the real inbound API: HTTP over loopback, bearer token, strict
 // decoding, per-item validation with the Gambella profile's mappings,
-// canonical content hashing, then one SQLite transaction per batch
+// canonical content hashing, then one store transaction per batch
 // (encrypted payloads, a River job per item, synchronous=FULL: fsynced
 // before the 200). One op is one batch of 100 new interventions; clients
 // post concurrently. No worker runs: this is the inbox alone.
+// The postgres sub-benchmarks run the same intake on PostgreSQL (issue #7),
+// skipped unless REFBRIDGE_TEST_POSTGRES names a server.
 func BenchmarkInboxIntake(b *testing.B) {
 	for _, bc := range []struct {
+		engine         string
 		batch, clients int
-	}{{100, 1}, {100, 4}, {100, 16}} {
-		b.Run(fmt.Sprintf("batch=%d/clients=%d", bc.batch, bc.clients), func(b *testing.B) {
+	}{{"sqlite", 100, 1}, {"sqlite", 100, 4}, {"sqlite", 100, 16}, {"postgres", 100, 1}, {"postgres", 100, 4}, {"postgres", 100, 16}} {
+		b.Run(fmt.Sprintf("%s/batch=%d/clients=%d", bc.engine, bc.batch, bc.clients), func(b *testing.B) {
 			p, err := profile.Load("gambella")
 			if err != nil {
 				b.Fatal(err)
@@ -42,7 +46,11 @@ func BenchmarkInboxIntake(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			db, err := store.Open(context.Background(), store.Config{Path: filepath.Join(b.TempDir(), "refbridge.db"), Keys: keys})
+			path := filepath.Join(b.TempDir(), "refbridge.db")
+			if bc.engine == "postgres" {
+				path = refbridgetest.PostgresDB(b)
+			}
+			db, err := store.Open(context.Background(), store.Config{Path: path, Keys: keys})
 			if err != nil {
 				b.Fatal(err)
 			}

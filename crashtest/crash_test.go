@@ -3,6 +3,7 @@ package crashtest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -79,7 +80,7 @@ func TestCrashRestartExactlyOnce(t *testing.T) {
 	trafficDone := make(chan struct{})
 	go func() { defer close(trafficDone); tr.run(ctx) }()
 
-	var ciphertexts map[string][]byte
+	ciphertexts := map[string][]byte{}
 	for k := 1; k <= size.kills; k++ {
 		gap := size.minGap + time.Duration(rng.Int64N(int64(size.maxGap-size.minGap)))
 		sleep(ctx, gap)
@@ -87,10 +88,12 @@ func TestCrashRestartExactlyOnce(t *testing.T) {
 			t.Fatalf("budget spent after %d kills", k-1)
 		}
 		w.kill()
-		if k == size.kills/2 {
+		if k == size.kills/3 || k == 2*size.kills/3 {
 			// While it is down, note the ciphertexts of the payloads at
-			// rest: once their exchanges end, not one may remain.
-			ciphertexts = captureCiphertexts(t, w)
+			// rest: once their exchanges end, not one may remain. Two
+			// moments, so that some of them surely belong to exchanges
+			// that end before the run does.
+			maps.Copy(ciphertexts, captureCiphertexts(t, w))
 		}
 		w.start()
 	}
