@@ -30,14 +30,26 @@ const inboxToken = "bench-inbound-token"
 // (encrypted payloads, a River job per item, synchronous=FULL: fsynced
 // before the 200). One op is one batch of 100 new interventions; clients
 // post concurrently. No worker runs: this is the inbox alone.
-// The postgres sub-benchmarks run the same intake on PostgreSQL (issue #7),
-// skipped unless REFBRIDGE_TEST_POSTGRES names a server.
+// The postgres sub-benchmarks run the same intake on PostgreSQL (issue #7)
+// with 1, 2 or 3 replicas (stores and inbound APIs on one database, posted
+// to in turn), skipped unless REFBRIDGE_TEST_POSTGRES names a server.
 func BenchmarkInboxIntake(b *testing.B) {
-	for _, bc := range []struct {
-		engine         string
-		batch, clients int
-	}{{"sqlite", 100, 1}, {"sqlite", 100, 4}, {"sqlite", 100, 16}, {"postgres", 100, 1}, {"postgres", 100, 4}, {"postgres", 100, 16}} {
-		b.Run(fmt.Sprintf("%s/batch=%d/clients=%d", bc.engine, bc.batch, bc.clients), func(b *testing.B) {
+	type setup struct {
+		engine                   string
+		replicas, batch, clients int
+	}
+	setups := []setup{{"sqlite", 1, 100, 1}, {"sqlite", 1, 100, 4}, {"sqlite", 1, 100, 16}}
+	for _, replicas := range []int{1, 2, 3} {
+		for _, clients := range []int{1, 4, 16} {
+			setups = append(setups, setup{"postgres", replicas, 100, clients})
+		}
+	}
+	for _, bc := range setups {
+		name := fmt.Sprintf("%s/batch=%d/clients=%d", bc.engine, bc.batch, bc.clients)
+		if bc.engine == "postgres" {
+			name = fmt.Sprintf("%s/replicas=%d/batch=%d/clients=%d", bc.engine, bc.replicas, bc.batch, bc.clients)
+		}
+		b.Run(name, func(b *testing.B) {
 			p, err := profile.Load("gambella")
 			if err != nil {
 				b.Fatal(err)
@@ -50,22 +62,26 @@ func BenchmarkInboxIntake(b *testing.B) {
 			if bc.engine == "postgres" {
 				path = refbridgetest.PostgresDB(b)
 			}
-			db, err := store.Open(context.Background(), store.Config{Path: path, Keys: keys})
-			if err != nil {
-				b.Fatal(err)
+			var urls []string
+			for range max(bc.replicas, 1) {
+				db, err := store.Open(context.Background(), store.Config{Path: path, Keys: keys})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				srv, err := server.New(server.Config{Tokens: []string{inboxToken}, Inbox: db, Validator: engine.Validator{Profile: p}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				hs := httptest.NewServer(srv.Handler())
+				defer hs.Close()
+				urls = append(urls, hs.URL)
 			}
-			defer db.Close()
-			srv, err := server.New(server.Config{Tokens: []string{inboxToken}, Inbox: db, Validator: engine.Validator{Profile: p}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			hs := httptest.NewServer(srv.Handler())
-			defer hs.Close()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: bc.clients}}
 			tmpl := newBatchTemplate(b, p, bc.batch)
 			post := func(n int) (time.Duration, error) {
 				body := tmpl.batch(n)
-				req, err := http.NewRequest(http.MethodPost, hs.URL+server.RouteInterventions, bytes.NewReader(body))
+				req, err := http.NewRequest(http.MethodPost, urls[n%len(urls)]+server.RouteInterventions, bytes.NewReader(body))
 				if err != nil {
 					return 0, err
 				}
