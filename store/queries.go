@@ -10,6 +10,9 @@ const exchangeColumns = `id, flow, idem_key, content_hash, state, reason, proble
 // the insert writes, in that order.
 const auditColumns = `seq, at, kind, exchange_id, flow, idem_key, peer, actor, fields, outcome, reason, override, prev_hash, hash`
 
+// userColumns is the column list every account read scans (scanAccount).
+const userColumns = `name, role, password_hash, language, disabled, created_at, updated_at`
+
 // queries is all of the store's SQL, written once with '?' placeholders and
 // bound to a dialect's style at Open. Statements that differ between
 // engines take the difference from the dialect, never from an if.
@@ -54,6 +57,19 @@ type queries struct {
 	listCount   string
 	countsSince string
 	requeueFrom string
+
+	userExists           string
+	userInsert           string
+	userGet              string
+	userList             string
+	userSetPassword      string
+	userSetDisabled      string
+	userSetLanguage      string
+	sessionInsert        string
+	sessionGet           string
+	sessionDelete        string
+	sessionDeleteUser    string
+	sessionDeleteExpired string
 }
 
 func newQueries(d *dialect) queries {
@@ -116,6 +132,20 @@ func newQueries(d *dialect) queries {
 		listCount:   `SELECT COUNT(*) FROM exchange`,
 		countsSince: b(`SELECT flow, state, COUNT(*) FROM exchange WHERE created_at >= ? GROUP BY flow, state`),
 		requeueFrom: `SELECT id FROM exchange`,
+
+		userExists:      b(`SELECT COUNT(*) FROM console_user WHERE name = ?`),
+		userInsert:      b(`INSERT INTO console_user (name, role, password_hash, language, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`),
+		userGet:         b(`SELECT ` + userColumns + ` FROM console_user WHERE name = ?`),
+		userList:        `SELECT ` + userColumns + ` FROM console_user ORDER BY name`,
+		userSetPassword: b(`UPDATE console_user SET password_hash = ?, updated_at = ? WHERE name = ?`),
+		userSetDisabled: b(`UPDATE console_user SET disabled = ?, updated_at = ? WHERE name = ?`),
+		userSetLanguage: b(`UPDATE console_user SET language = ?, updated_at = ? WHERE name = ?`),
+		sessionInsert:   b(`INSERT INTO console_session (token_hash, user_name, created_at, expires_at) VALUES (?, ?, ?, ?)`),
+		sessionGet: b(`SELECT s.created_at, s.expires_at, u.name, u.role, u.password_hash, u.language, u.disabled, u.created_at, u.updated_at
+ FROM console_session s JOIN console_user u ON u.name = s.user_name WHERE s.token_hash = ?`),
+		sessionDelete:        b(`DELETE FROM console_session WHERE token_hash = ?`),
+		sessionDeleteUser:    b(`DELETE FROM console_session WHERE user_name = ?`),
+		sessionDeleteExpired: b(`DELETE FROM console_session WHERE expires_at <= ?`),
 	}
 }
 

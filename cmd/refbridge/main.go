@@ -73,6 +73,9 @@ Commands:
   audit export --config FILE --format csv|json [--since T]
                                    write the audit trail to stdout; its final hash goes to
                                    stderr (keep it: the chain must still contain it later)
+  user add|passwd|disable --config FILE NAME [--role ROLE] [--language en|fr|ar|am]
+                                   manage console accounts; the password is read
+                                   from stdin; ROLE is admin, focal_point or auditor
   help                             show this text
 `
 
@@ -102,6 +105,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdMap(ctx, args[1:], stdin, stdout, stderr)
 	case "audit":
 		return cmdAudit(ctx, args[1:], stdout, stderr)
+	case "user":
+		return cmdUser(ctx, args[1:], stdin, stdout, stderr)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }

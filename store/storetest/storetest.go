@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		run  func(t *testing.T, open Opener)
 	}{
 		{"AADBindsPayloadToRow", testAADBindsPayloadToRow},
+		{"Accounts", testAccounts},
 		{"AuditAppendOnlyInDatabase", testAuditAppendOnlyInDatabase},
 		{"AuditAppendValidation", testAuditAppendValidation},
 		{"AuditChainVerifies", testAuditChainVerifies},
@@ -69,6 +70,7 @@ func Run(t *testing.T, open Opener) {
 		{"PurgeOnTerminal", testPurgeOnTerminal},
 		{"QueueWorksExchange", testQueueWorksExchange},
 		{"ReopenKeepsEverything", testReopenKeepsEverything},
+		{"Sessions", testSessions},
 		{"TransitionChanges", testTransitionChanges},
 		{"TransitionConcurrentOneWins", testTransitionConcurrentOneWins},
 		{"TransitionGroupIsolatesFailures", testTransitionGroupIsolatesFailures},
