@@ -617,7 +617,7 @@ func (w *world) logSummary() map[string]int {
 			continue
 		}
 		switch rec.Msg {
-		case "poll done", "exchange attempt failed", "refbridge serving", "circuit changed":
+		case "poll done", "exchange attempt failed", "refbridge serving", "circuit changed", "secrets reloaded":
 			k := rec.Msg
 			if rec.Code != "" {
 				k += " " + rec.Code

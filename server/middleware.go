@@ -200,7 +200,7 @@ func (s *Server) requireWebhookKey(next handlerFunc) handlerFunc {
 		} else if _, pass, basic := r.BasicAuth(); basic {
 			key, ok = pass, true
 		}
-		if !s.webhookKeys.match(key) || !ok || key == "" {
+		if !s.webhookKeys.Load().match(key) || !ok || key == "" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="refbridge"`)
 			s.fail(w, st, refbridge.Errorf(refbridge.EUnauthorized, "a valid api key is required"))
 			return

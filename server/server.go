@@ -16,6 +16,10 @@
 //	POST /api/v1/primero/webhook    Primero webhook {"data":{"record_id","record_type":"case",…}}
 //	                                → Trigger.CaseChanged(record_id), 202; X-Api-Key or Basic password
 //	GET  /healthz                   liveness, 200 {"status":"ok"}; no auth
+//	GET  /readyz                    readiness: store reachable, migrations current, circuits
+//	                                (200 ready or degraded, 503 not_ready); no auth
+//	GET  /metrics                   Prometheus metrics (when Config.Metrics is set); no auth
+//	GET  /openapi.yaml              the OpenAPI 3 document of these routes; no auth
 //
 // A DTP request is checked in this order: bearer token (401), Content-Type
 // application/json (415), body size (413), strict JSON (400), then item by
@@ -104,6 +108,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock used for request durations. Default time.Now.
 	Now func() time.Time
+	// Health is what /readyz checks of the store; nil checks nothing.
+	Health Health
+	// Circuits reports the peers' circuits for /readyz; nil reports none.
+	Circuits Circuits
+	// Metrics serves GET /metrics; nil leaves the route off (404).
+	Metrics http.Handler
 }
 
 // DefaultMaxBodyBytes is the body limit when Config.MaxBodyBytes is 0.
@@ -116,6 +126,9 @@ const (
 	RouteInbox          = "/api/v1/dtp/inbox"
 	RoutePrimeroWebhook = "/api/v1/primero/webhook"
 	RouteHealth         = "/healthz"
+	RouteReady          = "/readyz"
+	RouteMetrics        = "/metrics"
+	RouteOpenAPI        = "/openapi.yaml"
 )
 
 // Server is the inbound HTTP API. It is safe for concurrent use.
@@ -124,13 +137,19 @@ type Server struct {
 	validator   Validator
 	trigger     Trigger
 	tokens      atomic.Pointer[secretSet]
-	webhookKeys *secretSet
+	webhookKeys atomic.Pointer[secretSet]
 	maxBody     int64
 	log         *slog.Logger
 	now         func() time.Time
 	f1          *batchFlow[refbridge.Intervention]
 	f2d         *batchFlow[refbridge.ReferralDecision]
 	handler     http.Handler
+	health      Health
+	circuits    Circuits
+	metrics     http.Handler
+	// registered lists "METHOD /path" of every route, for the OpenAPI
+	// conformance test.
+	registered []string
 }
 
 // New returns a Server for cfg, or an error naming the first missing piece.
@@ -156,12 +175,12 @@ func New(cfg Config) (*Server, error) {
 		inbox:       cfg.Inbox,
 		validator:   cfg.Validator,
 		trigger:     cfg.Trigger,
-		webhookKeys: keys,
 		maxBody:     cfg.MaxBodyBytes,
 		log:         cfg.Logger,
 		now:         cfg.Now,
 	}
 	s.tokens.Store(tokens)
+	s.webhookKeys.Store(keys)
 	if s.maxBody == 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
@@ -173,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.f1 = interventionFlow(s.validator)
 	s.f2d = decisionFlow(s.validator)
+	s.health, s.circuits, s.metrics = cfg.Health, cfg.Circuits, cfg.Metrics
 	s.handler = s.routes()
 	return s, nil
 }
@@ -185,6 +205,12 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // flight finish with the set they were checked against.
 func (s *Server) SetTokens(tokens []string) {
 	s.tokens.Store(newSecretSet(tokens))
+}
+
+// SetWebhookKeys replaces the keys Primero's webhook may present, as
+// SetTokens does for DTP's tokens.
+func (s *Server) SetWebhookKeys(keys []string) {
+	s.webhookKeys.Store(newSecretSet(keys))
 }
 
 // HTTPServer returns an http.Server for addr serving s with timeouts that
@@ -209,6 +235,7 @@ func (s *Server) routes() http.Handler {
 	route := func(method, path string, h handlerFunc) {
 		mux.Handle(method+" "+path, s.endpoint(h))
 		mux.Handle(path, s.endpoint(methodNotAllowed(method)))
+		s.registered = append(s.registered, method+" "+path)
 	}
 	route(http.MethodPost, RouteInterventions, s.requireBearer(s.requireJSON(s.handleInterventions)))
 	route(http.MethodPost, RouteDecisions, s.requireBearer(s.requireJSON(s.handleDecisions)))
@@ -217,6 +244,11 @@ func (s *Server) routes() http.Handler {
 		route(http.MethodPost, RoutePrimeroWebhook, s.requireWebhookKey(s.requireJSON(s.handleWebhook)))
 	}
 	route(http.MethodGet, RouteHealth, s.handleHealth)
+	route(http.MethodGet, RouteReady, s.handleReady)
+	route(http.MethodGet, RouteOpenAPI, handleOpenAPI)
+	if s.metrics != nil {
+		route(http.MethodGet, RouteMetrics, s.handleMetrics)
+	}
 	mux.Handle("/", s.endpoint(notFound))
 	return s.common(mux)
 }

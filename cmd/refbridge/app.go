@@ -51,6 +51,9 @@ type app struct {
 	engine *engine.Engine
 	queue  *river.Client[*sql.Tx]
 	server *server.Server
+	// The peer clients, kept to swap their credentials on SIGHUP.
+	primero *primero.Client
+	dtp     *dtp.Client
 }
 
 func newApp(ctx context.Context, c appConfig) (*app, error) {
@@ -148,7 +151,7 @@ func wire(db *store.DB, c appConfig) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inbound API: %w", err)
 	}
-	return &app{log: c.Logger, db: db, engine: eng, queue: queue, server: srv}, nil
+	return &app{log: c.Logger, db: db, engine: eng, queue: queue, server: srv, primero: pc, dtp: dc}, nil
 }
 
 // triggerOrNil leaves the webhook route off when no webhook key is set.

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
+	"refbridge"
 	"refbridge/config"
 	"refbridge/dtp"
 	"refbridge/primero"
@@ -43,7 +46,59 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	log.Info("refbridge serving", "addr", ln.Addr().String(), "profile", ac.Profile.SiteID(), "store", redactedStore(cfg.Store.Path))
+	stopReload := a.reloadOnHangup(ctx, *path)
+	defer stopReload()
 	return a.run(ctx, ln)
+}
+
+// reloadOnHangup re-reads the configuration's secrets on every SIGHUP and
+// swaps them in without a restart (see reloadSecrets). It returns the
+// function that stops listening.
+func (a *app) reloadOnHangup(ctx context.Context, path string) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				cfg, err := config.Load(path, os.Getenv)
+				if err == nil {
+					err = a.reloadSecrets(cfg)
+				}
+				if err != nil {
+					a.log.Error("secrets not reloaded; the ones in use stay", "code", string(refbridge.ErrorCodeOf(err)), "error", err.Error())
+					continue
+				}
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
+}
+
+// reloadSecrets swaps in the secrets of cfg: DTP's inbound tokens and
+// Primero's webhook keys (both sets valid at once while a rotation is under
+// way), the Primero API credentials, the DTP subscription key, and the DTP
+// client certificate and key (re-read from their files). The encryption
+// keyring changes with a restart (then `refbridge keys rotate`).
+func (a *app) reloadSecrets(cfg config.Config) error {
+	if err := a.dtp.Reload(); err != nil {
+		return fmt.Errorf("dtp client certificate: %w", err)
+	}
+	if err := a.dtp.SetSubscriptionKey(cfg.Secrets.SubscriptionKey); err != nil {
+		return err
+	}
+	if err := a.primero.SetCredentials(cfg.Primero.User, cfg.Secrets.PrimeroPassword); err != nil {
+		return err
+	}
+	a.server.SetTokens(cfg.Secrets.InboundTokens)
+	a.server.SetWebhookKeys(cfg.Secrets.WebhookKeys)
+	a.log.Info("secrets reloaded", "inbound_tokens", len(cfg.Secrets.InboundTokens), "webhook_keys", len(cfg.Secrets.WebhookKeys))
+	return nil
 }
 
 // cmdMigrate brings the store's schema up to date (serve does it at start
