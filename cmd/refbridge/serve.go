@@ -113,7 +113,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "store %s: schema current (%d migrations applied now)\n", db.Path(), n)
+	fmt.Fprintf(stdout, "store %s: schema current (%d migrations applied now)\n", redactedStore(db.Path()), n)
 	return nil
 }
 
