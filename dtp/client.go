@@ -70,6 +70,8 @@ type Config struct {
 	Retry refbridge.RetryPolicy
 	// Sleep replaces the wait between retries (tests); nil waits for real.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Observer is told about every HTTP attempt (metrics); nil observes nothing.
+	Observer peerhttp.Observer
 }
 
 // Client sends messages to DTP. It is safe for concurrent use.
@@ -134,6 +136,7 @@ func New(cfg Config) (*Client, error) {
 		Retry:       cfg.Retry,
 		DecodeError: DecodeError,
 		Sleep:       cfg.Sleep,
+		Observer:    cfg.Observer,
 	})
 	return c, nil
 }

@@ -77,7 +77,32 @@ type Config struct {
 	// BreakerTimeout is how long a peer's open circuit waits before a trial
 	// call; default 30 seconds.
 	BreakerTimeout time.Duration
+	// Metrics is told about state changes, retries and dead letters; nil
+	// records nothing.
+	Metrics Metrics
 }
+
+// Metrics receives what the engine did, as codes and durations only (never
+// an id or a personal value); package metrics implements it. Calls come
+// from the queue's workers concurrently and must not block.
+type Metrics interface {
+	// Transitioned is called after an exchange moved from one state to
+	// another; age is the time since it was first received.
+	Transitioned(flow refbridge.Flow, from, to refbridge.ExchangeState, age time.Duration)
+	// Retried is called when a failed attempt will be tried again later.
+	Retried(flow refbridge.Flow, code refbridge.ErrorCode)
+	// DeadLettered is called when an exchange is dead-lettered, with the
+	// code of its last failure.
+	DeadLettered(flow refbridge.Flow, code refbridge.ErrorCode)
+}
+
+// noMetrics is the Metrics of an engine configured without any.
+type noMetrics struct{}
+
+func (noMetrics) Transitioned(refbridge.Flow, refbridge.ExchangeState, refbridge.ExchangeState, time.Duration) {
+}
+func (noMetrics) Retried(refbridge.Flow, refbridge.ErrorCode)      {}
+func (noMetrics) DeadLettered(refbridge.Flow, refbridge.ErrorCode) {}
 
 // Engine moves exchanges through their flows.
 type Engine struct {
@@ -129,6 +154,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.BreakerTimeout <= 0 {
 		cfg.BreakerTimeout = 30 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
 	}
 	e := &Engine{
 		cfg: cfg, p: cfg.Profile, store: cfg.Store, primero: cfg.Primero, dtp: cfg.DTP,

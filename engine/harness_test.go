@@ -49,6 +49,12 @@ type harnessOption func(*harnessConfig)
 
 type harnessConfig struct {
 	profile *profile.Profile
+	metrics engine.Metrics
+}
+
+// withMetrics gives the engine m to report to.
+func withMetrics(m engine.Metrics) harnessOption {
+	return func(c *harnessConfig) { c.metrics = m }
 }
 
 // withProfile runs the engine under p instead of the Gambella profile.
@@ -102,7 +108,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	t.Cleanup(func() { db.Close() })
 	eng, err := engine.New(engine.Config{Profile: p, Store: db, Primero: pc, DTP: dc,
 		Retry: refbridge.RetryPolicy{MaxAttempts: 4, BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond}, PollInterval: time.Hour,
-		BreakerTimeout: 50 * time.Millisecond})
+		BreakerTimeout: 50 * time.Millisecond, Metrics: hc.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,11 @@ import (
 // Primero case whose referrals and decisions are stored.
 const cursorCases = "primero.cases.last_updated_at"
 
+// cursorPolled names when the last poll of Primero succeeded. It is kept in
+// the store, not in memory, because only the elected leader polls: every
+// replica can then report the same poll lag.
+const cursorPolled = "primero.poll.succeeded_at"
+
 // intakeBatch is how many polled items are stored per transaction.
 const intakeBatch = 200
 
@@ -72,10 +77,26 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 	if err := flush(); err != nil {
 		return found, err
 	}
-	if newest.IsZero() {
-		return found, nil
+	if !newest.IsZero() {
+		if err := e.store.SetCursor(ctx, cursorCases, newest.UTC().Format(time.RFC3339Nano)); err != nil {
+			return found, err
+		}
 	}
-	return found, e.store.SetCursor(ctx, cursorCases, newest.UTC().Format(time.RFC3339Nano))
+	return found, e.store.SetCursor(ctx, cursorPolled, e.now().UTC().Format(time.RFC3339Nano))
+}
+
+// LastPoll returns when a poll of Primero last succeeded, on any replica;
+// the zero time when none has yet.
+func (e *Engine) LastPoll(ctx context.Context) (time.Time, error) {
+	v, err := e.store.Cursor(ctx, cursorPolled)
+	if err != nil || v == "" {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, refbridge.Errorf(refbridge.EInternal, "poll time %q is not a timestamp", v)
+	}
+	return t, nil
 }
 
 // ScanCase stores what one case holds for the flows at once (a Primero

@@ -116,11 +116,32 @@ func (e *Engine) move(ctx context.Context, ex refbridge.Exchange, c store.Change
 	_, err := e.store.Transition(ctx, ex.ID, c)
 	switch {
 	case err == nil:
+		e.observe(ex, c)
 		return nil
 	case refbridge.ErrorCodeOf(err) == refbridge.EConflict:
 		return storeConflict{err}
 	}
 	return storeError{err}
+}
+
+// observe reports a recorded change to the metrics. Every state change of
+// the engine passes through move, so this is the one place that sees them
+// all; it is told after the commit, so a rolled-back change is not counted.
+func (e *Engine) observe(ex refbridge.Exchange, c store.Change) {
+	m := e.cfg.Metrics
+	switch {
+	case c.To == refbridge.StateDead && ex.State != refbridge.StateDead:
+		code := c.LastError
+		if code == "" {
+			code = refbridge.EInternal // refbridge's own fault (unknown flow): no peer failed
+		}
+		m.DeadLettered(ex.Flow, code)
+	case c.Attempted && c.To == ex.State:
+		m.Retried(ex.Flow, c.LastError)
+	}
+	if c.To != ex.State {
+		m.Transitioned(ex.Flow, ex.State, c.To, e.now().Sub(ex.CreatedAt))
+	}
 }
 
 // step runs the one step the exchange's flow and state call for.

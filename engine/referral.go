@@ -95,13 +95,14 @@ func (e *Engine) stepReferral(ctx context.Context, ex refbridge.Exchange) (next,
 		// Keep only where the referral lives: the child's data has left. DTP
 		// has it now, so this is recorded even if the case changed meanwhile
 		// (no content precondition): a referral is never sent twice.
-		_, err = e.store.Transition(ctx, ex.ID, store.Change{
+		delivered := store.Change{
 			From: []refbridge.ExchangeState{refbridge.StateMapped, refbridge.StateReceived, refbridge.StateHeld, refbridge.StateRejected},
 			To:   refbridge.StateDelivered, Reason: ReasonSyncPending, Payload: encode(ref),
-			AuditKind: refbridge.AuditShared, Peer: "dtp", Actor: primeroActor(out.Message.PrimeroUser), Fields: msg.Fields()})
-		if err != nil {
+			AuditKind: refbridge.AuditShared, Peer: "dtp", Actor: primeroActor(out.Message.PrimeroUser), Fields: msg.Fields()}
+		if _, err = e.store.Transition(ctx, ex.ID, delivered); err != nil {
 			return stop, storeError{err}
 		}
+		e.observe(ex, delivered)
 		return continue_, nil
 
 	case refbridge.StateDelivered:

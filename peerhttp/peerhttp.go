@@ -58,6 +58,42 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Transport overrides the default transport (tests).
 	Transport http.RoundTripper
+	// Observer is told how long each attempt took and how it ended; nil
+	// observes nothing.
+	Observer Observer
+}
+
+// Observer is told about every attempt a Client makes (for metrics). It is
+// given codes and a duration only: the peer's name and the status class.
+// It is called from the requesting goroutine, so it must be fast and safe
+// for concurrent use.
+type Observer interface {
+	ObservePeerRequest(peer, statusClass string, d time.Duration)
+}
+
+// Status classes an Observer is given.
+const (
+	Class2xx   = "2xx"
+	Class3xx   = "3xx"
+	Class4xx   = "4xx"
+	Class5xx   = "5xx"
+	ClassError = "error" // no HTTP answer: dial, TLS, reset, timeout, cancelled
+)
+
+// StatusClass is the class of an attempt's outcome: its HTTP status class,
+// or ClassError when no answer came.
+func StatusClass(status int) string {
+	switch {
+	case status >= 200 && status < 300:
+		return Class2xx
+	case status >= 300 && status < 400:
+		return Class3xx
+	case status >= 400 && status < 500:
+		return Class4xx
+	case status >= 500 && status < 600:
+		return Class5xx
+	}
+	return ClassError
 }
 
 // Request is one call to a peer.
@@ -125,7 +161,9 @@ func New(cfg Config) *Client {
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	policy := c.cfg.Retry
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
 		resp, err := c.once(ctx, req)
+		c.observe(time.Since(start), resp, err)
 		if err == nil {
 			return resp, nil
 		}
@@ -143,6 +181,22 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 			return nil, c.transportError(req, serr)
 		}
 	}
+}
+
+// observe tells the Observer how one attempt ended.
+func (c *Client) observe(d time.Duration, resp *Response, err error) {
+	if c.cfg.Observer == nil {
+		return
+	}
+	status := 0
+	var e *refbridge.Error
+	switch {
+	case resp != nil:
+		status = resp.Status
+	case errors.As(err, &e):
+		status = e.Status // 0 for a transport failure
+	}
+	c.cfg.Observer.ObservePeerRequest(c.cfg.Peer, StatusClass(status), d)
 }
 
 func mayRetry(mode RetryMode, err error) bool {

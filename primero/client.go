@@ -85,6 +85,8 @@ type Config struct {
 	Transport http.RoundTripper
 	// Sleep replaces the wait between retries (tests); nil waits for real.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Observer is told about every HTTP attempt (metrics); nil observes nothing.
+	Observer peerhttp.Observer
 }
 
 // Client talks to one Primero deployment. It is safe for concurrent use.
@@ -157,6 +159,7 @@ func New(cfg Config) (*Client, error) {
 			DecodeError:      DecodeError,
 			Sleep:            cfg.Sleep,
 			Transport:        cfg.Transport,
+			Observer:         cfg.Observer,
 		}),
 		loginSem: make(chan struct{}, 1),
 		userName: cfg.UserName,

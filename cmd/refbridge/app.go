@@ -16,6 +16,7 @@ import (
 	"refbridge"
 	"refbridge/dtp"
 	"refbridge/engine"
+	"refbridge/metrics"
 	"refbridge/primero"
 	"refbridge/profile"
 	"refbridge/server"
@@ -110,6 +111,9 @@ func redactedStore(path string) string {
 }
 
 func wire(db *store.DB, c appConfig) (*app, error) {
+	// One registry per app, never the global one: tests run several apps.
+	reg := metrics.New(metrics.Config{Logger: c.Logger})
+	c.Primero.Observer, c.DTP.Observer = reg, reg
 	pc, err := primero.New(c.Primero)
 	if err != nil {
 		return nil, fmt.Errorf("primero client: %w", err)
@@ -122,8 +126,12 @@ func wire(db *store.DB, c appConfig) (*app, error) {
 		Profile: c.Profile, Store: db, Primero: pc, DTP: dc, Logger: c.Logger,
 		Retry:        refbridge.RetryPolicy{MaxAttempts: c.MaxAttempts, BaseDelay: time.Second, MaxDelay: 10 * time.Minute},
 		PollInterval: c.PollInterval, PollOverlap: c.PollOverlap,
+		Metrics: reg,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := reg.Watch(metrics.Sources{Exchanges: db, Queue: db, Circuits: eng, Poll: eng}); err != nil {
 		return nil, err
 	}
 	// River's own budget is only a backstop for refbridge failures (the
@@ -147,6 +155,7 @@ func wire(db *store.DB, c appConfig) (*app, error) {
 	srv, err := server.New(server.Config{
 		Tokens: c.InboundTokens, WebhookKeys: c.WebhookKeys, MaxBodyBytes: c.MaxBodyBytes,
 		Inbox: db, Validator: engine.Validator{Profile: c.Profile}, Trigger: triggerOrNil(eng, c.WebhookKeys), Logger: c.Logger,
+		Health: db, Circuits: eng, Metrics: reg.Handler(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("inbound API: %w", err)
