@@ -79,6 +79,9 @@ type Exchange struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	PurgedAt  time.Time
+	// DeadFrom is, for a dead exchange, the state it was dead-lettered
+	// from: where a retry resumes it. Empty otherwise.
+	DeadFrom ExchangeState
 }
 
 // Inbound is one message refbridge has taken responsibility for: an

@@ -436,7 +436,7 @@ func (c Change) changeEvent(r row) (refbridge.AuditEvent, bool) {
 	}
 	return refbridge.AuditEvent{
 		Kind: kind, ExchangeID: r.id, Flow: flow, Key: r.key, Peer: cmp.Or(c.Peer, destPeer(flow)),
-		Actor: c.Actor, Fields: slices.Clone(c.Fields), Outcome: string(c.To), Reason: c.Reason, Override: c.Override,
+		Actor: c.Actor, Fields: slices.Clone(c.Fields), Outcome: string(c.To), Reason: cmp.Or(c.auditReason, c.Reason), Override: c.Override,
 	}, true
 }
 

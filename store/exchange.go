@@ -29,12 +29,14 @@ type row struct {
 	keyID                                        sql.NullString
 	created, updated                             int64
 	purged                                       sql.NullInt64
+	// resume is where a dead exchange resumes (resumePoint as JSON), "" otherwise.
+	resume string
 }
 
 func scanRow(s interface{ Scan(...any) error }) (row, error) {
 	var r row
 	err := s.Scan(&r.id, &r.flow, &r.key, &r.hash, &r.state, &r.reason, &r.problems, &r.attempts,
-		&r.lastErr, &r.peerRef, &r.payload, &r.keyID, &r.created, &r.updated, &r.purged)
+		&r.lastErr, &r.peerRef, &r.payload, &r.keyID, &r.created, &r.updated, &r.purged, &r.resume)
 	return r, err
 }
 
@@ -51,6 +53,13 @@ func (r row) exchange() (refbridge.Exchange, error) {
 		if err := json.Unmarshal([]byte(r.problems), &ex.Problems); err != nil {
 			return ex, fmt.Errorf("exchange %s: problems column: %w", r.id, err)
 		}
+	}
+	if r.resume != "" {
+		rp, err := r.resumePoint()
+		if err != nil {
+			return ex, err
+		}
+		ex.DeadFrom = rp.State
 	}
 	return ex, nil
 }
@@ -321,6 +330,13 @@ type Change struct {
 	Peer string
 	// Override records that consent was overridden by Actor.
 	Override bool
+
+	// resume (Retry) takes To, Reason and Problems from where the dead
+	// exchange died, and resets its attempts.
+	resume bool
+	// auditReason, when set, is the audit event's Reason instead of Reason
+	// (a focal point's reason code for a retry or discard).
+	auditReason string
 }
 
 // Transition applies c to exchange id in one transaction and returns the
@@ -381,11 +397,24 @@ func (db *DB) applyChange(ctx context.Context, tx *sql.Tx, id string, c Change, 
 	if c.IfContentHash != "" && c.IfContentHash != cur.hash {
 		return next, refbridge.Errorf(refbridge.EConflict, "exchange %s content changed (an update arrived)", id)
 	}
+	if c.resume {
+		if cur.resume == "" {
+			return next, refbridge.Errorf(refbridge.EConflict, "exchange %s was dead-lettered without a record of its state; it cannot be resumed safely", id)
+		}
+		rp, err := cur.resumePoint()
+		if err != nil {
+			return next, err
+		}
+		c.To, c.Reason, problems = rp.State, rp.Reason, rp.Problems
+	}
 	next = cur
 	now := db.nowMicros()
 	next.state, next.reason, next.problems, next.updated = string(c.To), c.Reason, problems, now
 	if c.Attempted {
 		next.attempts++
+	}
+	if c.resume {
+		next.attempts = 0 // a fresh retry budget: the focal point fixed the cause
 	}
 	if c.LastError != "" {
 		next.lastErr = string(c.LastError)
@@ -410,8 +439,19 @@ func (db *DB) applyChange(ctx context.Context, tx *sql.Tx, id string, c Change, 
 		}
 		next.payload, next.keyID = nil, sql.NullString{}
 	}
+	switch {
+	case c.To == refbridge.StateDead && cur.state != string(refbridge.StateDead):
+		// Remember where it died: a retry must resume exactly there.
+		b, err := json.Marshal(resumePoint{State: refbridge.ExchangeState(cur.state), Reason: cur.reason, Problems: cur.problems})
+		if err != nil {
+			return next, err
+		}
+		next.resume = string(b)
+	case c.To != refbridge.StateDead:
+		next.resume = ""
+	}
 	res, err := tx.ExecContext(ctx, db.q.transition, next.hash, next.state, next.reason, next.problems, next.attempts,
-		next.lastErr, next.peerRef, next.payload, next.keyID, next.updated, next.purged,
+		next.lastErr, next.peerRef, next.payload, next.keyID, next.updated, next.purged, next.resume,
 		id, cur.state, cur.hash)
 	if err != nil {
 		return next, err
@@ -451,6 +491,9 @@ type Filter struct {
 	State  refbridge.ExchangeState
 	Reason string
 	Key    string
+	// KeyPrefix matches keys that start with it: an intervention number
+	// finds its F1 and F1d exchanges, a case id its F2 and F2d ones.
+	KeyPrefix string
 	// Since (inclusive) and Until (exclusive) bound CreatedAt.
 	Since, Until time.Time
 	// Limit ≤ 0 means no limit.
@@ -472,6 +515,10 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.Key != "" {
 		add("idem_key = ?", f.Key)
+	}
+	if f.KeyPrefix != "" {
+		conds = append(conds, "substr(idem_key, 1, ?) = ?")
+		args = append(args, len(f.KeyPrefix), f.KeyPrefix)
 	}
 	if !f.Since.IsZero() {
 		add("created_at >= ?", f.Since.UTC().UnixMicro())

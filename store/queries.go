@@ -4,7 +4,7 @@ import "strings"
 
 // exchangeColumns is the column list every exchange read scans (scanRow).
 const exchangeColumns = `id, flow, idem_key, content_hash, state, reason, problems, attempts,
- last_error, peer_ref, payload, key_id, created_at, updated_at, purged_at`
+ last_error, peer_ref, payload, key_id, created_at, updated_at, purged_at, resume`
 
 // auditColumns is the column list every audit read scans (scanAudit) and
 // the insert writes, in that order.
@@ -57,6 +57,7 @@ type queries struct {
 	listCount   string
 	countsSince string
 	requeueFrom string
+	activity    string
 
 	userExists           string
 	userInsert           string
@@ -86,7 +87,7 @@ func newQueries(d *dialect) queries {
 		// An update re-opens the exchange whatever its state: new content is
 		// new work. Attempts and last_error stay as history.
 		intakeUpdate: b(`UPDATE exchange SET content_hash = ?, state = ?, reason = '', problems = ?,
- peer_ref = COALESCE(NULLIF(?, ''), peer_ref), payload = ?, key_id = ?, updated_at = ?, purged_at = NULL
+ peer_ref = COALESCE(NULLIF(?, ''), peer_ref), payload = ?, key_id = ?, updated_at = ?, purged_at = NULL, resume = ''
  WHERE id = ?`),
 
 		getByID:  b(`SELECT ` + exchangeColumns + ` FROM exchange WHERE id = ?`),
@@ -95,7 +96,7 @@ func newQueries(d *dialect) queries {
 		// The WHERE repeats what the transaction read: on an engine with
 		// concurrent writers a lost race shows as 0 rows, never as a double move.
 		transition: b(`UPDATE exchange SET content_hash = ?, state = ?, reason = ?, problems = ?, attempts = ?, last_error = ?,
- peer_ref = ?, payload = ?, key_id = ?, updated_at = ?, purged_at = ?
+ peer_ref = ?, payload = ?, key_id = ?, updated_at = ?, purged_at = ?, resume = ?
  WHERE id = ? AND state = ? AND content_hash = ?`),
 
 		purgeSelect: b(`SELECT id, flow, idem_key, state FROM exchange
@@ -132,6 +133,8 @@ func newQueries(d *dialect) queries {
 		listCount:   `SELECT COUNT(*) FROM exchange`,
 		countsSince: b(`SELECT flow, state, COUNT(*) FROM exchange WHERE created_at >= ? GROUP BY flow, state`),
 		requeueFrom: `SELECT id FROM exchange`,
+		activity: b(`SELECT at / ? AS bucket, kind, COUNT(*) FROM audit_events
+ WHERE at >= ? AND kind IN (?, ?, ?, ?) GROUP BY bucket, kind`),
 
 		userExists:      b(`SELECT COUNT(*) FROM console_user WHERE name = ?`),
 		userInsert:      b(`INSERT INTO console_user (name, role, password_hash, language, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`),

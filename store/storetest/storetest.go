@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"AADBindsPayloadToRow", testAADBindsPayloadToRow},
 		{"Accounts", testAccounts},
+		{"ActivityAndKeyPrefix", testActivityAndKeyPrefix},
 		{"AuditAppendOnlyInDatabase", testAuditAppendOnlyInDatabase},
 		{"AuditAppendValidation", testAuditAppendValidation},
 		{"AuditChainVerifies", testAuditChainVerifies},
@@ -70,6 +71,7 @@ func Run(t *testing.T, open Opener) {
 		{"PurgeOnTerminal", testPurgeOnTerminal},
 		{"QueueWorksExchange", testQueueWorksExchange},
 		{"ReopenKeepsEverything", testReopenKeepsEverything},
+		{"RetryResumesWhereItDied", testRetryResumesWhereItDied},
 		{"Sessions", testSessions},
 		{"TransitionChanges", testTransitionChanges},
 		{"TransitionConcurrentOneWins", testTransitionConcurrentOneWins},
