@@ -32,6 +32,7 @@ type Store interface {
 	Cursor(ctx context.Context, name string) (string, error)
 	SetCursor(ctx context.Context, name, value string) error
 	Requeue(ctx context.Context, f store.Filter) (int, error)
+	Purge(ctx context.Context) (int, error)
 }
 
 // Primero is the part of the Primero client the flows use. Every body it

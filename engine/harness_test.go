@@ -2,12 +2,15 @@ package engine_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/riverqueue/river"
 
 	"refbridge"
 	"refbridge/dtp"
@@ -39,6 +42,8 @@ type harness struct {
 	dtp     *dtptest.Sim
 	// bridge is the inbound API DTP posts to, on the same store.
 	bridge *httptest.Server
+	// queue works the engine's jobs; tests may insert jobs into it.
+	queue *river.Client[*sql.Tx]
 }
 
 // bridgeToken is the bearer token the simulated DTP presents.
@@ -48,8 +53,14 @@ const bridgeToken = "test-inbound-token"
 type harnessOption func(*harnessConfig)
 
 type harnessConfig struct {
-	profile *profile.Profile
-	metrics engine.Metrics
+	profile   *profile.Profile
+	metrics   engine.Metrics
+	retention time.Duration
+}
+
+// withRetention keeps finished exchanges' payloads for d (default 0).
+func withRetention(d time.Duration) harnessOption {
+	return func(c *harnessConfig) { c.retention = d }
 }
 
 // withMetrics gives the engine m to report to.
@@ -101,7 +112,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "refbridge.db"), Keys: keys})
+	db, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "refbridge.db"), Keys: keys, Retention: hc.retention})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +141,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		defer cancel()
 		q.Stop(stop)
 	})
-	h := &harness{t: t, profile: p, db: db, eng: eng, primero: psim, dtp: dsim, bridge: bridge}
+	h := &harness{t: t, profile: p, db: db, eng: eng, primero: psim, dtp: dsim, bridge: bridge, queue: q}
 	return h
 }
 

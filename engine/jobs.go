@@ -34,6 +34,13 @@ type SweepArgs struct{}
 // Kind implements river.JobArgs.
 func (SweepArgs) Kind() string { return "sweep_exchanges" }
 
+// PurgeArgs deletes the payloads of exchanges that ended longer ago than
+// the store's retention (with retention 0 they are deleted as they end).
+type PurgeArgs struct{}
+
+// Kind implements river.JobArgs.
+func (PurgeArgs) Kind() string { return "purge_payloads" }
+
 // Workers returns the queue workers for the engine's jobs.
 func (e *Engine) Workers() *river.Workers {
 	w := river.NewWorkers()
@@ -66,10 +73,17 @@ func (e *Engine) Workers() *river.Workers {
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[SweepArgs]) error {
 		return e.Sweep(ctx)
 	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, job *river.Job[PurgeArgs]) error {
+		n, err := e.store.Purge(ctx)
+		if n > 0 {
+			e.log.Info("payloads purged", "exchanges", n)
+		}
+		return err
+	}))
 	return w
 }
 
-// PeriodicJobs returns the poll and sweep schedules.
+// PeriodicJobs returns the poll, sweep and purge schedules.
 func (e *Engine) PeriodicJobs() []*river.PeriodicJob {
 	// One poll (or sweep) at a time, but a finished one never blocks the
 	// next: River's default unique states include completed.
@@ -82,6 +96,10 @@ func (e *Engine) PeriodicJobs() []*river.PeriodicJob {
 			&river.PeriodicJobOpts{RunOnStart: true}),
 		river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
 			func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, unique },
+			&river.PeriodicJobOpts{RunOnStart: true}),
+		// Personal data must not outlive its retention by more than this.
+		river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return PurgeArgs{}, unique },
 			&river.PeriodicJobOpts{RunOnStart: true}),
 	}
 }
