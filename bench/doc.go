@@ -7,6 +7,12 @@
 //     process against the Primero and DTP simulators (in the benchmark
 //     process): interventions posted until every Pending Acknowledgement
 //     callback reached DTP; reports referrals/s and the child's peak RSS.
+//   - TestCompareOpenFn (issue #10): flow F1 through refbridge and through
+//     the reference's OpenFn runtime (bench/openfn, from npm) on the same
+//     interventions against the same Primero simulator, for several batch
+//     sizes; prints referrals/s, p50/p99 latency, peak RSS and the ratios,
+//     and can draw docs/performance-compare.png. It needs node, so it is
+//     skipped unless REFBRIDGE_BENCH_OPENFN is set.
 //
 // The package has no code outside its tests; see docs/performance.md for
 // the commands and the numbers measured.

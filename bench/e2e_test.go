@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,11 +59,14 @@ type bridgeSetup struct {
 	workers  int
 	replicas int    // default 1
 	postgres string // store URL; "" for an SQLite file
+	// wrapPrimero, if set, wraps the Primero simulator's handler (the
+	// OpenFn comparison times every case created through it).
+	wrapPrimero func(http.Handler) http.Handler
 }
 
 // startBridge starts both simulators and the bridge, Primero's webhook
 // pointing at it, and waits until every replica answers.
-func startBridge(b *testing.B, bs bridgeSetup) *bridge {
+func startBridge(b testing.TB, bs bridgeSetup) *bridge {
 	b.Helper()
 	bs.replicas = max(bs.replicas, 1)
 	bin := bin.Path(b)
@@ -72,8 +76,16 @@ func startBridge(b *testing.B, bs bridgeSetup) *bridge {
 		b.Fatal(err)
 	}
 	br := &bridge{addr: freeAddr(b), token: "bench-token", profile: p, log: filepath.Join(dir, "refbridge.log")}
-	br.primero = primerotest.NewServer(b, primerotest.Options{Seed: 1,
-		Webhooks: []primerotest.Webhook{{URL: "http://" + br.addr + server.RoutePrimeroWebhook, APIKey: "bench-webhook-key"}}})
+	primeroOpts := primerotest.Options{Seed: 1,
+		Webhooks: []primerotest.Webhook{{URL: "http://" + br.addr + server.RoutePrimeroWebhook, APIKey: "bench-webhook-key"}}}
+	if bs.wrapPrimero == nil {
+		br.primero = primerotest.NewServer(b, primeroOpts)
+	} else {
+		br.primero = primerotest.New(primeroOpts)
+		srv := httptest.NewServer(bs.wrapPrimero(br.primero.Handler()))
+		br.primero.URL = srv.URL
+		b.Cleanup(func() { srv.Close(); br.primero.Close() })
+	}
 	phone := "+000000000900"
 	br.primero.AddUser(primerotest.UserSpec{User: refbridge.User{UserName: "refbridge_api"}, Password: "pw", Scope: primerotest.ScopeAll,
 		Permissions: []string{primerotest.PermSyncExternal}})
@@ -150,7 +162,7 @@ engine: {workers: %d}
 	return br
 }
 
-func freeAddr(b *testing.B) string {
+func freeAddr(b testing.TB) string {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -161,7 +173,7 @@ func freeAddr(b *testing.B) string {
 }
 
 // waitHealthy waits until the replica answers /healthz.
-func (br *bridge) waitHealthy(b *testing.B, c *child) {
+func (br *bridge) waitHealthy(b testing.TB, c *child) {
 	b.Helper()
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		resp, err := http.Get("http://" + c.addr + server.RouteHealth)
@@ -192,7 +204,7 @@ func tail(path string) string {
 }
 
 // peakRSS is the largest replica's VmHWM (peak resident set) in MiB.
-func (br *bridge) peakRSS(b *testing.B) float64 {
+func (br *bridge) peakRSS(b testing.TB) float64 {
 	b.Helper()
 	peak := 0.0
 	for _, c := range br.children {
@@ -201,7 +213,7 @@ func (br *bridge) peakRSS(b *testing.B) float64 {
 	return peak
 }
 
-func (c *child) peakRSS(b *testing.B) float64 {
+func (c *child) peakRSS(b testing.TB) float64 {
 	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
@@ -221,7 +233,7 @@ func (c *child) peakRSS(b *testing.B) float64 {
 }
 
 // cpuTime is the CPU time (user + system) the replicas have used so far.
-func (br *bridge) cpuTime(b *testing.B) time.Duration {
+func (br *bridge) cpuTime(b testing.TB) time.Duration {
 	b.Helper()
 	var sum time.Duration
 	for _, c := range br.children {
@@ -230,7 +242,7 @@ func (br *bridge) cpuTime(b *testing.B) time.Duration {
 	return sum
 }
 
-func (c *child) cpuTime(b *testing.B) time.Duration {
+func (c *child) cpuTime(b testing.TB) time.Duration {
 	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
 	if err != nil {
@@ -256,7 +268,7 @@ func (c *child) cpuTime(b *testing.B) time.Duration {
 const clockTicks = 100
 
 // selfCPU is the CPU time this process (both simulators and the senders) has used.
-func selfCPU(b *testing.B) time.Duration {
+func selfCPU(b testing.TB) time.Duration {
 	b.Helper()
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -266,7 +278,7 @@ func selfCPU(b *testing.B) time.Duration {
 }
 
 // stop ends every replica gracefully and fails on an unclean exit.
-func (br *bridge) stop(b *testing.B) {
+func (br *bridge) stop(b testing.TB) {
 	b.Helper()
 	for _, c := range br.children {
 		c.cmd.Process.Signal(syscall.SIGTERM)
