@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"refbridge"
+	"refbridge/console"
 	"refbridge/dtp"
 	"refbridge/engine"
 	"refbridge/metrics"
@@ -52,6 +53,8 @@ type app struct {
 	engine *engine.Engine
 	queue  *river.Client[*sql.Tx]
 	server *server.Server
+	// console is the operator console, mounted at console.Prefix.
+	console *console.Console
 	// The peer clients, kept to swap their credentials on SIGHUP.
 	primero *primero.Client
 	dtp     *dtp.Client
@@ -160,7 +163,12 @@ func wire(db *store.DB, c appConfig) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inbound API: %w", err)
 	}
-	return &app{log: c.Logger, db: db, engine: eng, queue: queue, server: srv, primero: pc, dtp: dc}, nil
+	con, err := console.New(console.Config{Store: db, Profile: c.Profile, Circuits: eng.CircuitStates, LastPoll: eng.LastPoll,
+		QueueDepth: db.QueueDepth, Logger: c.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &app{log: c.Logger, db: db, engine: eng, queue: queue, server: srv, console: con, primero: pc, dtp: dc}, nil
 }
 
 // triggerOrNil leaves the webhook route off when no webhook key is set.
@@ -180,6 +188,11 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("start queue: %w", err)
 	}
 	hs := a.server.HTTPServer(ln.Addr().String())
+	// The console shares the listener; everything else is the inbound API.
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, a.console.Handler())
+	mux.Handle("/", hs.Handler)
+	hs.Handler = mux
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	var serveErr error

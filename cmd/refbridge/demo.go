@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -82,7 +84,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	sum.print(stdout)
-	fmt.Fprintf(stdout, "The bridge keeps running on %s (the operator console arrives with issue #8). Ctrl-C stops.\n", d.bridgeURL)
+	link, err := d.consoleLogin(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "The bridge keeps running on %s. Operator console (one-time login link, valid 10 minutes):\n  %s%s\nCtrl-C stops.\n", d.bridgeURL, d.bridgeURL, link)
 	<-ctx.Done()
 	return nil
 }
@@ -230,4 +236,21 @@ func (s demoSummary) print(w io.Writer) {
 		fmt.Fprintf(w, "  %-4s %-38s sent %4d  delivered %4d  held %3d  rejected %3d  dead %3d\n", f, names[f], fs.Sent, fs.Delivered, fs.Held, fs.Rejected, fs.Dead)
 	}
 	fmt.Fprintf(w, "  lost %d, duplicated %d\n", s.Lost, s.Duplicated)
+}
+
+// demoAdmin is the console account the demo creates.
+const demoAdmin = "demo.admin"
+
+// consoleLogin creates the demo's admin account with a random password
+// nobody sees and returns a one-time login path for it: the demo's
+// console needs no typed password.
+func (d *demo) consoleLogin(ctx context.Context) (string, error) {
+	pw := make([]byte, 24)
+	if _, err := rand.Read(pw); err != nil {
+		return "", err
+	}
+	if err := d.app.db.AddUser(ctx, demoAdmin, refbridge.RoleAdmin, "en", hex.EncodeToString(pw)); err != nil {
+		return "", fmt.Errorf("demo: console account: %w", err)
+	}
+	return d.app.console.OneTimeLogin(demoAdmin)
 }
