@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"refbridge"
+	"refbridge/dtp/dtptest"
 	"refbridge/primero/primerotest"
 	"refbridge/profile"
 	"refbridge/server"
@@ -36,7 +37,9 @@ import (
 // REFBRIDGE_BENCH_OPENFN_WORKERS (refbridge's engine workers, default 32),
 // REFBRIDGE_BENCH_OPENFN_PLOT (write the PNG chart there, e.g.
 // ../docs/performance-compare.png), REFBRIDGE_BENCH_OPENFN_CACHE_KEY=1 (a
-// fresh linker cacheKey per OpenFn run, as OpenFn's ws-worker isolates runs).
+// fresh linker cacheKey per OpenFn run, as OpenFn's ws-worker isolates runs),
+// REFBRIDGE_BENCH_OPENFN_JOB=full (OpenFn runs job-full.js: search, create,
+// read back and the DTP callback, like refbridge, instead of job.js's POST).
 const (
 	envCompare        = "REFBRIDGE_BENCH_OPENFN"
 	envCompareN       = "REFBRIDGE_BENCH_OPENFN_N"
@@ -44,6 +47,7 @@ const (
 	envCompareWorkers = "REFBRIDGE_BENCH_OPENFN_WORKERS"
 	envComparePlot    = "REFBRIDGE_BENCH_OPENFN_PLOT"
 	envCompareCache   = "REFBRIDGE_BENCH_OPENFN_CACHE_KEY"
+	envCompareJob     = "REFBRIDGE_BENCH_OPENFN_JOB"
 )
 
 // compareResult is one side's run over N interventions in batches of size.
@@ -107,7 +111,11 @@ func TestCompareOpenFn(t *testing.T) {
 	t.Logf("load after: %s", strings.TrimSpace(string(load)))
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "\nF1, %d interventions per row; refbridge with %d workers; OpenFn cacheKey per run: %v\n\n", n, workers, os.Getenv(envCompareCache) != "")
+	job := "job.js (POST only)"
+	if os.Getenv(envCompareJob) == "full" {
+		job = "job-full.js (search, create, read back, DTP callback)"
+	}
+	fmt.Fprintf(&out, "\nF1, %d interventions per row; refbridge with %d workers; OpenFn %s, cacheKey per run: %v\n\n", n, workers, job, os.Getenv(envCompareCache) != "")
 	fmt.Fprintln(&out, "| side | batch | referrals/s | referrals/s incl. node start | p50 ms | p99 ms | peak RSS MB | CPU ms/referral |")
 	fmt.Fprintln(&out, "|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
@@ -229,6 +237,7 @@ func individualIDs(t *testing.T, body []byte) []string {
 // compareOpenFn runs bench/openfn/run.js over the same interventions
 // refbridge gets (the same template), against a fresh Primero simulator.
 func compareOpenFn(t *testing.T, node string, n, batch int) compareResult {
+	full := os.Getenv(envCompareJob) == "full"
 	obs := newCaseObserver()
 	sim := primerotest.New(primerotest.Options{Seed: 1})
 	sim.AddUser(primerotest.UserSpec{User: refbridge.User{UserName: "refbridge_api", FullName: "refbridge API user"},
@@ -278,6 +287,13 @@ func compareOpenFn(t *testing.T, node string, n, batch int) compareResult {
 	if os.Getenv(envCompareCache) != "" {
 		cmd.Args = append(cmd.Args, "--cache-key")
 	}
+	var dtp *dtptest.Sim
+	if full {
+		dtp = dtptest.NewServer(t, dtptest.Options{Seed: 1})
+		pki := dtp.PKI()
+		cmd.Args = append(cmd.Args, "--job", "full", "--dtp-url", dtp.DecisionURL(), "--dtp-key", dtptest.DefaultSubscriptionKey,
+			"--dtp-ca", pki.CAFile, "--dtp-cert", pki.ClientCertFile, "--dtp-client-key", pki.ClientKeyFile)
+	}
 	cmd.Dir = "openfn"
 	cmd.Stdout, cmd.Stderr = logf, logf // the adaptor logs a line per request
 	start := time.Now()
@@ -314,6 +330,17 @@ func compareOpenFn(t *testing.T, node string, n, batch int) compareResult {
 		wallRate: float64(n) / wall.Seconds(), peakRSS: float64(ru.Maxrss) / 1024,
 		cpuMS: float64((time.Duration(ru.Utime.Nano() + ru.Stime.Nano())).Microseconds()) / 1000 / float64(n)}
 	r.p50, r.p99 = obs.latencies(t, submitted)
+	if full {
+		got := 0
+		for k, c := range dtp.StatusCounts() {
+			if k.Status == refbridge.StatusPendingAcknowledgement {
+				got += c
+			}
+		}
+		if got != n || len(dtp.Doubles()) > 0 {
+			t.Fatalf("openfn: %d Pending Acknowledgement callbacks for %d interventions, doubles %v", got, n, dtp.Doubles())
+		}
+	}
 	return r
 }
 

@@ -8,6 +8,8 @@
 //       per-item  one runtime run per intervention (a webhook-triggered workflow), N runs
 // N     how many interventions: the first N of --input, else N synthetic ones
 // flags --input FILE   interventions as a JSON array or {"interventions": [...]} (DTP's form)
+//       --job full     run job-full.js (search, create, read back, DTP callback) instead of job.js;
+//                      then --dtp-url URL --dtp-key KEY --dtp-ca FILE --dtp-cert FILE --dtp-client-key FILE
 //       --batch B      interventions per run in batch mode (default N)
 //       --cache-key    a fresh linker cacheKey per run, as OpenFn's ws-worker isolates runs
 //       --out FILE     also write the result there
@@ -36,7 +38,7 @@ const opt = {};
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--cache-key') opt.cacheKey = true;
-  else if (a === '--input' || a === '--batch' || a === '--out') opt[a.slice(2)] = args[++i];
+  else if (['--input', '--batch', '--out', '--job', '--dtp-url', '--dtp-key', '--dtp-ca', '--dtp-cert', '--dtp-client-key'].includes(a)) opt[a.slice(2)] = args[++i];
   else if (a.startsWith('--')) usage(`unknown flag ${a}`);
   else pos.push(a);
 }
@@ -77,7 +79,14 @@ if (opt.input) {
 }
 
 const { default: run } = await import('@openfn/runtime');
-const source = readFileSync(join(here, 'job.js'), 'utf8');
+if (opt.job && opt.job !== 'full') usage(`unknown --job ${opt.job}`);
+const source = readFileSync(join(here, opt.job === 'full' ? 'job-full.js' : 'job.js'), 'utf8') + '\n' + readFileSync(join(here, 'mapping.js'), 'utf8');
+const configuration = { baseUrl, username, password };
+if (opt.job === 'full') {
+  for (const f of ['dtp-url', 'dtp-key', 'dtp-ca', 'dtp-cert', 'dtp-client-key']) if (!opt[f]) usage(`--job full needs --${f}`);
+  const pem = f => readFileSync(f, 'utf8');
+  configuration.dtp = { url: opt['dtp-url'], key: opt['dtp-key'], tls: { ca: pem(opt['dtp-ca']), cert: pem(opt['dtp-cert']), key: pem(opt['dtp-client-key']) } };
+}
 const adaptor = join(here, 'node_modules/@openfn/language-http');
 const imported = now();
 
@@ -88,7 +97,7 @@ for (let start = 0, k = 0; start < n; start += batch, k++) {
   const linker = { modules: { '@openfn/language-http': { path: adaptor } } };
   if (opt.cacheKey) linker.cacheKey = `run-${k}`;
   const begin = now();
-  const state = await run(source, { data: { interventions: items }, configuration: { baseUrl, username, password } }, { linker });
+  const state = await run(source, { data: { interventions: items }, configuration }, { linker });
   const end = now();
   posted += state?.data?.posted ?? 0;
   runs.push({ start: begin, end, items: items.length });
@@ -98,7 +107,7 @@ const done = now();
 const durations = runs.map(r => r.end - r.start).sort((a, b) => a - b);
 const at = q => durations[Math.min(durations.length - 1, Math.floor((durations.length * q) / 100))];
 const result = {
-  mode, n, batch, cache_key: !!opt.cacheKey, posted,
+  mode, job: opt.job || 'post', n, batch, cache_key: !!opt.cacheKey, posted,
   import_ms: imported - t0,
   run_ms: done - runs[0].start,
   items_per_s: n / ((done - runs[0].start) / 1000),
