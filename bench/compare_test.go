@@ -38,7 +38,8 @@ import (
 // REFBRIDGE_BENCH_OPENFN_PLOT (write the PNG chart there, e.g.
 // ../docs/performance-compare.png), REFBRIDGE_BENCH_OPENFN_CACHE_KEY=1 (a
 // fresh linker cacheKey per OpenFn run, as OpenFn's ws-worker isolates runs),
-// REFBRIDGE_BENCH_OPENFN_JOB=full (OpenFn runs job-full.js: search, create,
+// REFBRIDGE_BENCH_OPENFN_REPS (repetitions, default 1: the table shows
+// medians and the range of referrals/s), REFBRIDGE_BENCH_OPENFN_JOB=full (OpenFn runs job-full.js: search, create,
 // read back and the DTP callback, like refbridge, instead of job.js's POST).
 const (
 	envCompare        = "REFBRIDGE_BENCH_OPENFN"
@@ -48,6 +49,7 @@ const (
 	envComparePlot    = "REFBRIDGE_BENCH_OPENFN_PLOT"
 	envCompareCache   = "REFBRIDGE_BENCH_OPENFN_CACHE_KEY"
 	envCompareJob     = "REFBRIDGE_BENCH_OPENFN_JOB"
+	envCompareReps    = "REFBRIDGE_BENCH_OPENFN_REPS"
 )
 
 // compareResult is one side's run over N interventions in batches of size.
@@ -57,6 +59,7 @@ type compareResult struct {
 	n         int
 	perSecond float64 // first submission to last referral done
 	wallRate  float64 // OpenFn: N / the node process's whole life (start, imports, runs); 0 for refbridge
+	low, high float64 // the range of perSecond over repetitions
 	p50, p99  time.Duration
 	peakRSS   float64 // MiB
 	cpuMS     float64 // the side's own CPU per referral
@@ -100,13 +103,19 @@ func TestCompareOpenFn(t *testing.T) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("load before: %s", strings.TrimSpace(string(load)))
 
-	var results []compareResult
-	for _, b := range batches {
-		rb := compareRefbridge(t, n, b, workers)
-		of := compareOpenFn(t, node, n, b)
-		t.Logf("batch %d: refbridge %.0f/s, OpenFn %.0f/s", b, rb.perSecond, of.perSecond)
-		results = append(results, rb, of)
+	reps := envInt(t, envCompareReps, 1)
+	var all [][]compareResult
+	for rep := range reps {
+		var results []compareResult
+		for _, b := range batches {
+			rb := compareRefbridge(t, n, b, workers)
+			of := compareOpenFn(t, node, n, b)
+			t.Logf("rep %d, batch %d: refbridge %.0f/s, OpenFn %.0f/s", rep+1, b, rb.perSecond, of.perSecond)
+			results = append(results, rb, of)
+		}
+		all = append(all, results)
 	}
+	results := medians(all)
 	load, _ = os.ReadFile("/proc/loadavg")
 	t.Logf("load after: %s", strings.TrimSpace(string(load)))
 
@@ -115,7 +124,8 @@ func TestCompareOpenFn(t *testing.T) {
 	if os.Getenv(envCompareJob) == "full" {
 		job = "job-full.js (search, create, read back, DTP callback)"
 	}
-	fmt.Fprintf(&out, "\nF1, %d interventions per row; refbridge with %d workers; OpenFn %s, cacheKey per run: %v\n\n", n, workers, job, os.Getenv(envCompareCache) != "")
+	fmt.Fprintf(&out, "\nF1, %d interventions per row; refbridge with %d workers; OpenFn %s, cacheKey per run: %v; median of %d\n\n",
+		n, workers, job, os.Getenv(envCompareCache) != "", reps)
 	fmt.Fprintln(&out, "| side | batch | referrals/s | referrals/s incl. node start | p50 ms | p99 ms | peak RSS MB | CPU ms/referral |")
 	fmt.Fprintln(&out, "|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
@@ -123,7 +133,11 @@ func TestCompareOpenFn(t *testing.T) {
 		if r.wallRate > 0 {
 			wall = fmt.Sprintf("%.0f", r.wallRate)
 		}
-		fmt.Fprintf(&out, "| %s | %d | %.0f | %s | %.1f | %.1f | %.0f | %.2f |\n", r.side, r.batch, r.perSecond, wall,
+		rate := fmt.Sprintf("%.0f", r.perSecond)
+		if reps > 1 {
+			rate += fmt.Sprintf(" (%.0f–%.0f)", r.low, r.high)
+		}
+		fmt.Fprintf(&out, "| %s | %d | %s | %s | %.1f | %.1f | %.0f | %.2f |\n", r.side, r.batch, rate, wall,
 			ms(r.p50), ms(r.p99), r.peakRSS, r.cpuMS)
 	}
 	fmt.Fprintln(&out, "\n| batch | throughput refbridge/OpenFn | (incl. node start) | p99 latency refbridge/OpenFn | peak RSS refbridge/OpenFn | target ≥ 20× at ≤ 1/3 RSS |")
@@ -150,6 +164,9 @@ func TestCompareOpenFn(t *testing.T) {
 			return s
 		}
 		title := fmt.Sprintf("F1 THROUGHPUT, %d INTERVENTIONS PER POINT, 2 VCPU", n)
+		if reps > 1 {
+			title = fmt.Sprintf("F1 THROUGHPUT, %d INTERVENTIONS PER POINT, MEDIAN OF %d, 2 VCPU", n, reps)
+		}
 		err := plotThroughput(path, title, []series{
 			line(fmt.Sprintf("REFBRIDGE SERVE (%d WORKERS, SQLITE, FSYNC)", workers), color.RGBA{31, 119, 180, 255}, "refbridge",
 				func(r compareResult) float64 { return r.perSecond }),
@@ -161,6 +178,37 @@ func TestCompareOpenFn(t *testing.T) {
 		}
 		t.Logf("plot written to %s", path)
 	}
+}
+
+// medians is the median of every field over repetitions, and the range of
+// referrals/s; ratios are then taken between medians.
+func medians(all [][]compareResult) []compareResult {
+	out := slices.Clone(all[0])
+	for i := range out {
+		pick := func(f func(compareResult) float64) float64 {
+			v := make([]float64, len(all))
+			for k := range all {
+				v[k] = f(all[k][i])
+			}
+			slices.Sort(v)
+			if len(v)%2 == 1 {
+				return v[len(v)/2]
+			}
+			return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		r := &out[i]
+		r.perSecond = pick(func(r compareResult) float64 { return r.perSecond })
+		r.wallRate = pick(func(r compareResult) float64 { return r.wallRate })
+		r.peakRSS = pick(func(r compareResult) float64 { return r.peakRSS })
+		r.cpuMS = pick(func(r compareResult) float64 { return r.cpuMS })
+		r.p50 = time.Duration(pick(func(r compareResult) float64 { return float64(r.p50) }))
+		r.p99 = time.Duration(pick(func(r compareResult) float64 { return float64(r.p99) }))
+		r.low, r.high = r.perSecond, r.perSecond
+		for k := range all {
+			r.low, r.high = min(r.low, all[k][i].perSecond), max(r.high, all[k][i].perSecond)
+		}
+	}
+	return out
 }
 
 // compareRefbridge posts n interventions to a fresh refbridge in POSTs of
