@@ -39,6 +39,9 @@ type dialect struct {
 	// row: "" on SQLite (a transaction already holds the only write lock),
 	// " FOR UPDATE" on PostgreSQL.
 	lockRow string
+	// bytewise follows a text column to compare it byte by byte: "" on
+	// SQLite (BINARY is its default), ` COLLATE "C"` on PostgreSQL.
+	bytewise string
 	// lockAudit runs first in every write transaction of the store, before
 	// it reads or writes any exchange: it takes the audit chain's lock (the
 	// anchor row). Every writer then takes its locks in one order — chain

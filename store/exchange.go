@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/riverqueue/river"
@@ -500,7 +501,7 @@ type Filter struct {
 	Limit, Offset int
 }
 
-func (f Filter) where() (string, []any) {
+func (f Filter) where(d *dialect) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(cond string, arg any) { conds = append(conds, cond); args = append(args, arg) }
@@ -517,8 +518,14 @@ func (f Filter) where() (string, []any) {
 		add("idem_key = ?", f.Key)
 	}
 	if f.KeyPrefix != "" {
+		// A byte range uses the key index; substr keeps the match exact
+		// whatever the range admits.
+		if upper, ok := prefixUpperBound(f.KeyPrefix); ok {
+			add("idem_key"+d.bytewise+" >= ?", f.KeyPrefix)
+			add("idem_key"+d.bytewise+" < ?", upper)
+		}
 		conds = append(conds, "substr(idem_key, 1, ?) = ?")
-		args = append(args, len(f.KeyPrefix), f.KeyPrefix)
+		args = append(args, utf8.RuneCountInString(f.KeyPrefix), f.KeyPrefix) // substr counts characters
 	}
 	if !f.Since.IsZero() {
 		add("created_at >= ?", f.Since.UTC().UnixMicro())
@@ -530,6 +537,19 @@ func (f Filter) where() (string, []any) {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// prefixUpperBound is the least string above every string that starts
+// with an ASCII prefix (its last byte incremented); false for a prefix
+// whose bound would not be valid UTF-8, which is then matched by scan.
+func prefixUpperBound(prefix string) (string, bool) {
+	last := prefix[len(prefix)-1]
+	for i := range len(prefix) {
+		if prefix[i] >= 0x7f {
+			return "", false
+		}
+	}
+	return prefix[:len(prefix)-1] + string(rune(last+1)), true
 }
 
 // page appends LIMIT/OFFSET; "no limit" is the largest int32, which both
@@ -545,7 +565,7 @@ func (f Filter) page(args []any) (string, []any) {
 // List returns the exchanges matching f, newest first, without payloads,
 // and how many match in all (for paging).
 func (db *DB) List(ctx context.Context, f Filter) ([]refbridge.Exchange, int, error) {
-	where, args := f.where()
+	where, args := f.where(db.d)
 	var total int
 	if err := db.sql.QueryRowContext(ctx, db.d.bind(db.q.listCount+where), args...).Scan(&total); err != nil {
 		return nil, 0, errStore("list", err)
@@ -611,7 +631,7 @@ func (db *DB) Counts(ctx context.Context, since time.Time) (map[refbridge.Flow]m
 // update whose job insert was skipped because the previous job was still
 // finishing, or an operator's "run these again".
 func (db *DB) Requeue(ctx context.Context, f Filter) (int, error) {
-	where, args := f.where()
+	where, args := f.where(db.d)
 	page, pargs := f.page(args)
 	enqueued := 0
 	err := db.inTx(ctx, func(tx *sql.Tx) error {

@@ -51,8 +51,9 @@ func postgresDialect() *dialect {
 		tableExists: func(t string) string {
 			return "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '" + t + "'"
 		},
-		bind:    bindDollar,
-		lockRow: " FOR UPDATE",
+		bind:     bindDollar,
+		lockRow:  " FOR UPDATE",
+		bytewise: ` COLLATE "C"`,
 		// The anchor row is the chain's head; locking it first orders every
 		// writer of every replica (see dialect.lockAudit).
 		lockAudit:  `SELECT seq FROM audit_anchor WHERE id = 1 FOR UPDATE`,

@@ -40,8 +40,12 @@ func testActivityAndKeyPrefix(t *testing.T, open Opener) {
 			t.Fatalf("hour %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	list, total, err := db.List(ctx, store.Filter{KeyPrefix: "IN-"})
-	if err != nil || total != 2 || len(list) != 2 {
-		t.Fatalf("KeyPrefix IN- found %d (%d), %v; want 2", len(list), total, err)
+	receive(t, db, inbound("case-7#000000000001", "h"), inbound("case-7#000000000002", "h"), inbound("case-70#000000000001", "h"),
+		inbound("IN-é1", "h"), inbound("IN~", "h"))
+	for prefix, want := range map[string]int{"IN-": 3, "case-7#": 2, "case-7": 3, "IN-é": 1, "IN~": 1, "OTHER-3": 1, "none": 0} {
+		list, total, err := db.List(ctx, store.Filter{KeyPrefix: prefix})
+		if err != nil || total != want || len(list) != want {
+			t.Fatalf("KeyPrefix %q found %d (%d), %v; want %d", prefix, len(list), total, err, want)
+		}
 	}
 }
