@@ -290,6 +290,8 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET "+p+"audit", c.authed(everyone(), c.audit))
 	mux.HandleFunc("GET "+p+"audit/export", c.authed(everyone(), c.auditExport))
 	mux.HandleFunc("GET "+p+"users", c.authed(adminsOnly(), c.users))
+	mux.HandleFunc("POST "+p+"users", c.authed(adminsOnly(), c.addUser))
+	mux.HandleFunc("POST "+p+"users/{name}/disable", c.authed(adminsOnly(), c.disableUser))
 	mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { c.status(w, r, http.StatusNotFound) })
 
 	cop := http.NewCrossOriginProtection()

@@ -57,6 +57,8 @@ type Store interface {
 	DeleteSession(ctx context.Context, token string) error
 	SetUserLanguage(ctx context.Context, name, language string) error
 	Users(ctx context.Context) ([]refbridge.Account, error)
+	AddUser(ctx context.Context, name string, role refbridge.Role, language, password string) error
+	SetUserDisabled(ctx context.Context, name string, disabled bool) error
 }
 
 // Config sets up a Console.

@@ -165,28 +165,33 @@ func TestRoleRouteMatrix(t *testing.T) {
 			"export_csv": {"GET", "/console/audit/export?format=csv", nil},
 			"export_js":  {"GET", "/console/audit/export?format=json", nil},
 			"users":      {"GET", "/console/users", nil},
-			"language":   {"POST", "/console/language", url.Values{"language": {"fr"}}},
-			"logout":     {"POST", "/console/logout", nil},
+			"add_user": {"POST", "/console/users", url.Values{"name": {"new.fp"}, "role": {"focal_point"}, "language": {"fr"},
+				"password": {"a first password"}}},
+			"disable_user": {"POST", "/console/users/auditor/disable", nil},
+			"language":     {"POST", "/console/language", url.Values{"language": {"fr"}}},
+			"logout":       {"POST", "/console/logout", nil},
 		}
 	}
 	//                   admin     focal_point auditor  nobody
 	want := map[string][4]int{
-		"overview":   {ok, ok, ok, redirect},
-		"chart":      {ok, ok, ok, redirect},
-		"exchanges":  {ok, ok, denied, redirect},
-		"exchange":   {ok, ok, denied, redirect},
-		"personal":   {ok, ok, denied, login},
-		"retry":      {redirect, redirect, denied, login},
-		"discard":    {redirect, redirect, denied, login},
-		"held":       {ok, ok, denied, redirect},
-		"dead":       {ok, ok, denied, redirect},
-		"profile":    {ok, ok, denied, redirect},
-		"audit":      {ok, ok, ok, redirect},
-		"export_csv": {ok, ok, ok, redirect},
-		"export_js":  {ok, ok, ok, redirect},
-		"users":      {ok, denied, denied, redirect},
-		"language":   {redirect, redirect, redirect, login},
-		"logout":     {redirect, redirect, redirect, login},
+		"overview":     {ok, ok, ok, redirect},
+		"chart":        {ok, ok, ok, redirect},
+		"exchanges":    {ok, ok, denied, redirect},
+		"exchange":     {ok, ok, denied, redirect},
+		"personal":     {ok, ok, denied, login},
+		"retry":        {redirect, redirect, denied, login},
+		"discard":      {redirect, redirect, denied, login},
+		"held":         {ok, ok, denied, redirect},
+		"dead":         {ok, ok, denied, redirect},
+		"profile":      {ok, ok, denied, redirect},
+		"audit":        {ok, ok, ok, redirect},
+		"export_csv":   {ok, ok, ok, redirect},
+		"export_js":    {ok, ok, ok, redirect},
+		"users":        {ok, denied, denied, redirect},
+		"add_user":     {redirect, denied, denied, login},
+		"disable_user": {redirect, denied, denied, login},
+		"language":     {redirect, redirect, redirect, login},
+		"logout":       {redirect, redirect, redirect, login},
 	}
 	for i, role := range []refbridge.Role{refbridge.RoleAdmin, refbridge.RoleFocalPoint, refbridge.RoleAuditor, ""} {
 		t.Run(cmpOr(string(role), "nobody"), func(t *testing.T) {
@@ -237,4 +242,7 @@ func cloneForm(v url.Values) url.Values {
 // testWriter sends the console's log to the test's log.
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -401,6 +401,10 @@ func (c *Console) auditExport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) users(w http.ResponseWriter, r *http.Request) {
+	c.renderUsers(w, r, http.StatusOK, r.URL.Query().Get("done"))
+}
+
+func (c *Console) renderUsers(w http.ResponseWriter, r *http.Request, status int, flash string) {
 	us, err := c.store.Users(r.Context())
 	if err != nil {
 		c.fail(w, r, err)
@@ -409,5 +413,55 @@ func (c *Console) users(w http.ResponseWriter, r *http.Request) {
 	for i := range us {
 		us[i].PasswordHash = ""
 	}
-	c.render(w, r, http.StatusOK, "users", pageData{Title: "users", Nav: "users", Data: us})
+	c.render(w, r, status, "users", pageData{Title: "users", Nav: "users", Flash: flash, Data: struct {
+		Users []refbridge.Account
+		Roles []refbridge.Role
+	}{us, refbridge.Roles()}})
+}
+
+// addUser creates an account from the admin's form. The admin types the
+// first password and hands it over; the user changes it with the CLI.
+// The change is recorded in the audit trail (account names are login
+// handles, not persons' names).
+func (c *Console) addUser(w http.ResponseWriter, r *http.Request) {
+	v := viewerOf(r.Context())
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	role := refbridge.Role(r.PostFormValue("role"))
+	err := c.store.AddUser(r.Context(), name, role, r.PostFormValue("language"), r.PostFormValue("password"))
+	switch refbridge.ErrorCodeOf(err) {
+	case "":
+	case refbridge.EInvalid, refbridge.EConflict:
+		c.renderUsers(w, r, http.StatusBadRequest, "user_refused")
+		return
+	default:
+		c.fail(w, r, err)
+		return
+	}
+	if err := c.store.AppendAudit(r.Context(), refbridge.AuditEvent{Kind: refbridge.AuditConfigChanged, Peer: "console", Actor: v.account.Name,
+		Fields: []string{"console_user"}, Outcome: name, Reason: "user_added_" + string(role)}); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, Prefix+"users?done=user_added", http.StatusSeeOther)
+}
+
+// disableUser disables an account and ends its sessions; an admin cannot
+// disable their own (the last admin would lock everyone out).
+func (c *Console) disableUser(w http.ResponseWriter, r *http.Request) {
+	v := viewerOf(r.Context())
+	name := r.PathValue("name")
+	if name == v.account.Name {
+		c.renderUsers(w, r, http.StatusBadRequest, "user_refused")
+		return
+	}
+	if err := c.store.SetUserDisabled(r.Context(), name, true); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if err := c.store.AppendAudit(r.Context(), refbridge.AuditEvent{Kind: refbridge.AuditConfigChanged, Peer: "console", Actor: v.account.Name,
+		Fields: []string{"console_user"}, Outcome: name, Reason: "user_disabled"}); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, Prefix+"users?done=user_disabled", http.StatusSeeOther)
 }

@@ -213,3 +213,49 @@ func TestLanguages(t *testing.T) {
 		}
 	}
 }
+
+func TestAdminManagesAccounts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	res := f.do(t, refbridge.RoleAdmin, "POST", "/console/users", url.Values{"name": {"fp.two"}, "role": {"focal_point"}, "language": {"am"},
+		"password": {"a first password"}}, nil)
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("add = %d", res.StatusCode)
+	}
+	if a, err := f.db.Authenticate(ctx, "fp.two", "a first password"); err != nil || a.Role != refbridge.RoleFocalPoint || a.Language != "am" {
+		t.Fatalf("added account = %+v, %v", a, err)
+	}
+	for _, form := range []url.Values{
+		{"name": {"fp.two"}, "role": {"auditor"}, "password": {"a first password"}},     // taken
+		{"name": {"Fatuma Ali"}, "role": {"auditor"}, "password": {"a first password"}}, // not a handle
+		{"name": {"x"}, "role": {"root"}, "password": {"a first password"}},
+		{"name": {"y"}, "role": {"auditor"}, "password": {"short"}},
+	} {
+		if res := f.do(t, refbridge.RoleAdmin, "POST", "/console/users", form, nil); res.StatusCode != http.StatusBadRequest {
+			t.Fatalf("add %v = %d, want 400", form, res.StatusCode)
+		}
+	}
+	if res := f.do(t, refbridge.RoleAdmin, "POST", "/console/users/admin/disable", nil, nil); res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("self-disable = %d, want 400", res.StatusCode)
+	}
+	if res := f.do(t, refbridge.RoleAdmin, "POST", "/console/users/fp.two/disable", nil, nil); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("disable = %d", res.StatusCode)
+	}
+	if _, err := f.db.Authenticate(ctx, "fp.two", "a first password"); refbridge.ErrorCodeOf(err) != refbridge.EUnauthorized {
+		t.Fatalf("disabled account logs in: %v", err)
+	}
+	evs, _, err := f.db.AuditEvents(ctx, store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e.Kind == refbridge.AuditConfigChanged && e.Actor == "admin" {
+			got = append(got, e.Reason+":"+e.Outcome)
+		}
+	}
+	if !slices.Equal(got, []string{"user_added_focal_point:fp.two", "user_disabled:fp.two"}) {
+		t.Fatalf("account changes audited as %v", got)
+	}
+}
