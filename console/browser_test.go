@@ -376,6 +376,15 @@ func TestBrowserRetryFailedReferral(t *testing.T) {
 		t.Fatalf("auditor on an exchange page: %q", body)
 	}
 	sh.take(actx, "12-auditor-refused")
+
+	// An admin's Accounts page.
+	adm := browser(t, path)
+	login(t, adm, w.url, "admin")
+	do(t, adm, "accounts page", chromedp.Navigate(w.url+"/console/users"), chromedp.WaitVisible(css(`form[action="/console/users"]`)))
+	if users := text(t, adm, `table.list`); !strings.Contains(users, "fp.gambella") || !strings.Contains(users, "auditor") {
+		t.Fatalf("accounts page: %q", users)
+	}
+	sh.take(adm, "13-accounts")
 	if n, _, err := w.db.AuditEvents(context.Background(), store.AuditFilter{ExchangeID: other.ID}); err != nil || countKind(n, refbridge.AuditViewed) != 1 {
 		t.Fatalf("views of the other exchange's personal details recorded: %d (%v), want the focal point's 1", countKind(n, refbridge.AuditViewed), err)
 	}
