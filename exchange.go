@@ -101,6 +101,12 @@ type Inbound struct {
 	Problems []Problem
 	// PeerRef is known up front for polled items (e.g. the Primero case id).
 	PeerRef string
+	// CreateOnly stores the item only if no exchange has its key; an existing
+	// one is left as it is (IntakeDuplicate) whatever its content. A poll's
+	// view of a record can be older than the exchange by the time it is
+	// stored, so the engine changes existing exchanges with preconditions on
+	// their state and content instead of through intake.
+	CreateOnly bool
 }
 
 // IntakeOutcome says what the store did with one Inbound.

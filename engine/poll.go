@@ -131,7 +131,7 @@ func (e *Engine) derive(ctx context.Context, c refbridge.Case) ([]refbridge.Inbo
 		// The agency whose allow-list the mapping applied travels with the
 		// status, for the filter at send time.
 		item := refbridge.Inbound{
-			Flow: refbridge.FlowServiceDecision, Key: svc.InterventionNumber + "#" + svc.UNHCRReferralStatus,
+			Flow: refbridge.FlowServiceDecision, Key: svc.InterventionNumber + "#" + svc.UNHCRReferralStatus, CreateOnly: true,
 			PeerRef: c.ID, State: refbridge.StateReceived,
 			Payload: encode(outgoing[refbridge.InterventionStatus]{Message: st, Agency: c.OwnedByAgencyID}),
 		}
@@ -141,6 +141,19 @@ func (e *Engine) derive(ctx context.Context, c refbridge.Case) ([]refbridge.Inbo
 		// Hashed without the agency, as before it travelled along: a
 		// decision stored earlier stays a duplicate instead of going again.
 		item.ContentHash = hash(encode(st))
+		existing, err := e.store.GetByKey(ctx, refbridge.FlowServiceDecision, item.Key)
+		switch {
+		case err == nil:
+			// DTP has a decision once it is done: never sent again.
+			if existing.State != refbridge.StateDone {
+				if err := e.reopen(ctx, existing, item, "", ""); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		case refbridge.ErrorCodeOf(err) != refbridge.ENotFound:
+			return nil, err
+		}
 		items = append(items, item)
 	}
 	if !referred {
@@ -175,13 +188,17 @@ func (e *Engine) derive(ctx context.Context, c refbridge.Case) ([]refbridge.Inbo
 		}
 		// What makes a referral new again before it is sent is its consent.
 		item := refbridge.Inbound{
-			Flow: refbridge.FlowReferral, Key: key,
+			Flow: refbridge.FlowReferral, Key: key, CreateOnly: true,
 			ContentHash: hash([]byte(r.ID), []byte{boolByte(ok)}),
 			Payload:     encode(in), State: refbridge.StateReceived,
 			PeerRef: referralRef{CaseRecordID: c.ID, ReferralID: r.ID}.String(),
 		}
-		if ok && err == nil && sent.State == refbridge.StateHeld && sent.Reason == ReasonConsentMissing && sent.ContentHash != item.ContentHash {
-			if err := e.release(ctx, sent, item, primeroActor(c.LastUpdatedBy)); err != nil {
+		if err == nil {
+			kind := refbridge.AuditKind("")
+			if ok && sent.State == refbridge.StateHeld && sent.Reason == ReasonConsentMissing {
+				kind = refbridge.AuditReleased
+			}
+			if err := e.reopen(ctx, sent, item, kind, primeroActor(c.LastUpdatedBy)); err != nil {
 				return nil, err
 			}
 			continue
@@ -191,13 +208,19 @@ func (e *Engine) derive(ctx context.Context, c refbridge.Case) ([]refbridge.Inbo
 	return items, nil
 }
 
-// release sends a referral held for consent on its way now that consent is
-// recorded, and audits who recorded it (the user who last saved the case).
-// A concurrent change of the held exchange wins; the next poll looks again.
-func (e *Engine) release(ctx context.Context, held refbridge.Exchange, item refbridge.Inbound, actor string) error {
-	err := e.move(ctx, held, store.Change{From: []refbridge.ExchangeState{refbridge.StateHeld}, IfReason: ReasonConsentMissing,
-		To: refbridge.StateReceived, Payload: item.Payload, ContentHash: item.ContentHash, PeerRef: item.PeerRef, Enqueue: true,
-		AuditKind: refbridge.AuditReleased, Actor: actor})
+// reopen puts a poll's newer content into an existing exchange that has
+// not reached its peer: only if the exchange still is as it was read (its
+// state and content), so a view of the case older than the exchange — taken
+// before a concurrent scan moved it on — can never re-open a referral DTP
+// already has. Items for keys not stored yet go through intake as
+// CreateOnly, for the same reason. A lost race is left to the next poll.
+func (e *Engine) reopen(ctx context.Context, ex refbridge.Exchange, item refbridge.Inbound, kind refbridge.AuditKind, actor string) error {
+	if ex.ContentHash == item.ContentHash {
+		return nil
+	}
+	err := e.move(ctx, ex, store.Change{From: []refbridge.ExchangeState{ex.State}, IfReason: ex.Reason,
+		To: item.State, Problems: item.Problems, Payload: item.Payload, ContentHash: item.ContentHash, PeerRef: item.PeerRef,
+		Enqueue: true, AuditKind: kind, Actor: actor})
 	if isStoreConflict(err) {
 		return nil
 	}

@@ -118,7 +118,8 @@ func newID() (string, error) {
 // each item, in order:
 //   - a new (flow, key) becomes an exchange in item.State (received, or
 //     rejected with its Problems) → IntakeAccepted or IntakeRejected;
-//   - the same key and ContentHash → IntakeDuplicate, nothing changes;
+//   - the same key and ContentHash, or any existing key for a CreateOnly
+//     item → IntakeDuplicate, nothing changes;
 //   - the same key with a new ContentHash replaces payload and hash and
 //     re-opens the exchange in item.State, whatever state it was in, even
 //     terminal and purged → IntakeUpdated (IntakeRejected if item.State is
@@ -173,7 +174,7 @@ func (db *DB) Receive(ctx context.Context, items []refbridge.Inbound) ([]refbrid
 				}
 			case err != nil:
 				return err
-			case hash == it.ContentHash:
+			case hash == it.ContentHash || it.CreateOnly:
 				out[i] = refbridge.Intake{ExchangeID: id, Outcome: refbridge.IntakeDuplicate}
 				continue
 			default:

@@ -61,6 +61,7 @@ func Run(t *testing.T, open Opener) {
 		{"AuditWrittenWithChanges", testAuditWrittenWithChanges},
 		{"Cursor", testCursor},
 		{"IntakeOutcomes", testIntakeOutcomes},
+		{"IntakeCreateOnly", testIntakeCreateOnly},
 		{"IntakeInvalidBatchStoresNothing", testIntakeInvalidBatchStoresNothing},
 		{"IntakeCancelledBatchIsAllOrNothing", testIntakeCancelledBatchIsAllOrNothing},
 		{"KeyRotation", testKeyRotation},
@@ -378,6 +379,35 @@ func counts(m map[string][]*rivertype.JobRow) map[string]int {
 		out[k] = len(v)
 	}
 	return out
+}
+
+// testIntakeCreateOnly: a CreateOnly item creates a new exchange, but never
+// changes an existing one, whatever its content and state (a poll's stale
+// view must not re-open a referral that was delivered meanwhile).
+func testIntakeCreateOnly(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := newSetup(t, open)
+	item := inbound("IN-1", "h1")
+	item.CreateOnly = true
+	first := receive(t, s.db, item)[0]
+	if first.Outcome != refbridge.IntakeAccepted {
+		t.Fatalf("a new CreateOnly item: %s, want accepted", first.Outcome)
+	}
+	if _, err := s.db.Transition(ctx, first.ExchangeID, store.Change{To: refbridge.StateDelivered}); err != nil {
+		t.Fatal(err)
+	}
+	stale := inbound("IN-1", "h0")
+	stale.CreateOnly = true
+	if got := receive(t, s.db, stale)[0]; got.Outcome != refbridge.IntakeDuplicate || got.ExchangeID != first.ExchangeID {
+		t.Fatalf("a CreateOnly item with other content for an existing key: %+v, want a duplicate of %s", got, first.ExchangeID)
+	}
+	if ex := get(t, s.db, first.ExchangeID); ex.State != refbridge.StateDelivered || ex.ContentHash != "h1" {
+		t.Fatalf("the existing exchange changed: %s with hash %s", ex.State, ex.ContentHash)
+	}
+	// Without the flag the same item is an update (DTP re-sending changed content).
+	if got := receive(t, s.db, inbound("IN-1", "h0"))[0]; got.Outcome != refbridge.IntakeUpdated {
+		t.Fatalf("an item with new content: %s, want updated", got.Outcome)
+	}
 }
 
 func testIntakeInvalidBatchStoresNothing(t *testing.T, open Opener) {
