@@ -361,7 +361,7 @@ func (c *Console) auditExport(w http.ResponseWriter, r *http.Request) {
 	if format == "csv" {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		cw = csv.NewWriter(w)
-		cw.Write([]string{"seq", "at", "kind", "exchange_id", "flow", "key", "peer", "actor", "fields", "outcome", "reason", "override", "prev_hash", "hash"})
+		cw.Write(refbridge.AuditCSVHeader())
 	} else {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte("[\n"))
@@ -378,8 +378,7 @@ func (c *Console) auditExport(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, e := range evs {
 			if cw != nil {
-				cw.Write([]string{strconv.FormatInt(e.Seq, 10), e.At.Format(time.RFC3339Nano), string(e.Kind), e.ExchangeID, string(e.Flow),
-					e.Key, e.Peer, e.Actor, strings.Join(e.Fields, " "), e.Outcome, e.Reason, strconv.FormatBool(e.Override), e.PrevHash, e.Hash})
+				cw.Write(e.CSVRecord())
 				continue
 			}
 			b, _ := json.Marshal(e)

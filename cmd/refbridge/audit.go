@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"time"
 
 	"refbridge"
@@ -170,11 +168,6 @@ type auditWriter struct {
 	n      int
 }
 
-// auditCSVHeader names the CSV columns; fields are joined by a space (a
-// field name never contains one: refbridge.ValidAuditField).
-var auditCSVHeader = []string{"seq", "at", "kind", "exchange_id", "flow", "key", "peer", "actor", "fields",
-	"outcome", "reason", "override", "prev_hash", "hash"}
-
 func newAuditWriter(format string, out io.Writer) *auditWriter {
 	w := &auditWriter{format: format, out: out}
 	if format == "csv" {
@@ -187,13 +180,11 @@ func (w *auditWriter) write(ev refbridge.AuditEvent) error {
 	defer func() { w.n++ }()
 	if w.csv != nil {
 		if w.n == 0 {
-			if err := w.csv.Write(auditCSVHeader); err != nil {
+			if err := w.csv.Write(refbridge.AuditCSVHeader()); err != nil {
 				return err
 			}
 		}
-		return w.csv.Write([]string{strconv.FormatInt(ev.Seq, 10), ev.At.UTC().Format(time.RFC3339Nano), string(ev.Kind),
-			ev.ExchangeID, string(ev.Flow), ev.Key, ev.Peer, ev.Actor, strings.Join(ev.Fields, " "), ev.Outcome, ev.Reason,
-			strconv.FormatBool(ev.Override), ev.PrevHash, ev.Hash})
+		return w.csv.Write(ev.CSVRecord())
 	}
 	if ev.Fields == nil {
 		ev.Fields = []string{}
@@ -213,7 +204,7 @@ func (w *auditWriter) write(ev refbridge.AuditEvent) error {
 func (w *auditWriter) close() error {
 	if w.csv != nil {
 		if w.n == 0 {
-			if err := w.csv.Write(auditCSVHeader); err != nil {
+			if err := w.csv.Write(refbridge.AuditCSVHeader()); err != nil {
 				return err
 			}
 		}

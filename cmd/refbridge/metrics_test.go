@@ -39,6 +39,23 @@ func TestMetricsAfterDemoTraffic(t *testing.T) {
 	if sum := tr.summary(ctx); sum.Lost != 0 || sum.Duplicated != 0 {
 		t.Fatalf("traffic lost %d, duplicated %d", sum.Lost, sum.Duplicated)
 	}
+	// The first poll runs once River has elected the queue's leader, which
+	// can take longer than this small traffic: wait for it, as a scrape in
+	// production would come after it.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		at, err := d.app.engine.LastPoll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !at.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no poll of Primero succeeded within 30 s of the demo's start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // past the collector's cache of the store's figures
 	fams := scrape(t, d.bridgeURL+server.RouteMetrics)
 
 	wantLabels := map[string][]string{
