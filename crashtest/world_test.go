@@ -71,6 +71,9 @@ type worldConfig struct {
 	// JobTimeout bounds one exchange's work (default the bridge's 1m); a
 	// job of a killed replica is taken over after twice this.
 	JobTimeout time.Duration
+	// Retention keeps finished payloads this long (default 0: purged as
+	// the exchange ends).
+	Retention time.Duration
 }
 
 // world is the two simulators in this process and `refbridge serve` as a
@@ -196,7 +199,7 @@ log:
 store:
   path: %s
   keys_file: %s
-  retention: 0s
+  retention: %s
 inbound:
   tokens_file: %s
   webhook_keys_file: %s
@@ -220,7 +223,7 @@ engine:
   max_attempts: %d
   workers: %d
   job_timeout: %s
-`, addr, w.dbPath, keysFile, tokensFile, webhookFile,
+`, addr, w.dbPath, keysFile, cfg.Retention, tokensFile, webhookFile,
 			w.primero.URL, apiUser, passwordFile, cfg.PeerTimeout,
 			w.dtp.ReferralURL(), w.dtp.DecisionURL(), subKeyFile,
 			pki.ClientCertFile, pki.ClientKeyFile, pki.CAFile, cfg.PeerTimeout,
