@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -19,8 +20,8 @@ import (
 func TestDemoLeavesNoPersonalDataInTheStoreOrLogs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	var logs bytes.Buffer
-	d, err := startDemo(ctx, "127.0.0.1:0", newLogger(&logs, "text", "debug"))
+	logs := &lockedBuffer{}
+	d, err := startDemo(ctx, "127.0.0.1:0", newLogger(logs, "text", "debug"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,16 +48,37 @@ func TestDemoLeavesNoPersonalDataInTheStoreOrLogs(t *testing.T) {
 	if !bytes.Contains(files, []byte("DEMO-26-PRTITV-")) {
 		t.Fatal("sanity: the store files hold no intervention number; the scan would prove nothing")
 	}
-	if logs.Len() == 0 {
+	logged := logs.Bytes()
+	if len(logged) == 0 {
 		t.Fatal("sanity: no log output to scan")
 	}
 	personal := []string{"Demochild", "Democase", "Synthetic", "2015-02-28", "2013-06-30", "Demo camp", "Demo Officer", "Synthetic reason", "Synthetic comment", "Synthetic demo referral"}
-	for what, data := range map[string][]byte{"the store's files": files, "the log": logs.Bytes()} {
+	for what, data := range map[string][]byte{"the store's files": files, "the log": logged} {
 		for _, p := range personal {
 			if i := bytes.Index(data, []byte(p)); i >= 0 {
 				t.Errorf("%s hold personal value %q (at byte %d)", what, p, i)
 			}
 		}
 	}
-	t.Logf("scanned %d bytes of store files and %d of logs for %d personal values", len(files), logs.Len(), len(personal))
+	t.Logf("scanned %d bytes of store files and %d of logs for %d personal values", len(files), len(logged), len(personal))
+}
+
+// lockedBuffer collects log output written by the bridge's goroutines while
+// the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// Bytes returns a copy of what was written so far.
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }
