@@ -2,7 +2,6 @@ package crashtest
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,30 +27,8 @@ func TestKillDuringPurge(t *testing.T) {
 	w.waitHealthy(30 * time.Second)
 
 	const n = 4000
-	var numbers []string
-	for i := 0; i < n; i += 100 {
-		var batch []refbridge.Intervention
-		for j := i; j < min(n, i+100); j++ {
-			iv := rotationIntervention(t, 20_000+j)
-			batch = append(batch, iv)
-			numbers = append(numbers, iv.InterventionNumber)
-		}
-		if _, err := (&sender{w: w}).interventions(ctx, batch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ok, why := waitUntil(ctx, 250*time.Millisecond, func() (bool, string) {
-		counts, missing := w.dtp.StatusCounts(), 0
-		for _, num := range numbers {
-			if counts[dtpStatusKey(num)] == 0 {
-				missing++
-			}
-		}
-		return missing == 0, fmt.Sprintf("%d of %d callbacks missing", missing, n)
-	})
-	if !ok {
-		t.Fatalf("%s; log tail:\n%s", why, w.logTail(20))
-	}
+	numbers := sendInterventions(ctx, t, w, 20_000, n)
+	waitCallbacks(ctx, t, w, numbers)
 	w.stop()
 	time.Sleep(time.Second) // past the retention
 	if got := purgedCount(ctx, t, w); got > n-2*500 {

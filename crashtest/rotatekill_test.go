@@ -37,18 +37,7 @@ func TestKillDuringKeyRotation(t *testing.T) {
 	w.waitHealthy(30 * time.Second)
 
 	const n = 1500
-	var numbers []string
-	for i := 0; i < n; i += 100 {
-		var batch []refbridge.Intervention
-		for j := i; j < min(n, i+100); j++ {
-			iv := rotationIntervention(t, 10_000+j)
-			batch = append(batch, iv)
-			numbers = append(numbers, iv.InterventionNumber)
-		}
-		if _, err := (&sender{w: w}).interventions(ctx, batch); err != nil {
-			t.Fatal(err)
-		}
-	}
+	numbers := sendInterventions(ctx, t, w, 10_000, n)
 	w.stop()
 
 	oldKey := w.keys.Current()
@@ -120,19 +109,7 @@ func TestKillDuringKeyRotation(t *testing.T) {
 	w.keys = newRing
 	w.primero.Faults().Clear()
 	w.start()
-	ok, why := waitUntil(ctx, 250*time.Millisecond, func() (bool, string) {
-		counts := w.dtp.StatusCounts()
-		missing := 0
-		for _, num := range numbers {
-			if counts[dtpStatusKey(num)] == 0 {
-				missing++
-			}
-		}
-		return missing == 0, fmt.Sprintf("%d of %d callbacks missing", missing, n)
-	})
-	if !ok {
-		t.Fatalf("%s; log tail:\n%s", why, w.logTail(20))
-	}
+	waitCallbacks(ctx, t, w, numbers)
 	for _, num := range numbers {
 		if c := w.dtp.StatusCounts()[dtpStatusKey(num)]; c != 1 {
 			t.Errorf("intervention %s: %d callbacks, want 1", num, c)
@@ -182,4 +159,42 @@ func payloadKeys(ctx context.Context, t *testing.T, w *world, readAll bool) map[
 // dtpStatusKey is the Pending Acknowledgement callback of an intervention.
 func dtpStatusKey(number string) dtptest.StatusKey {
 	return dtptest.StatusKey{InterventionNumber: number, Status: refbridge.StatusPendingAcknowledgement}
+}
+
+// sendInterventions posts n valid interventions for new children, numbered
+// from first, in batches of 100 until the bridge answers each, and returns
+// their intervention numbers.
+func sendInterventions(ctx context.Context, t *testing.T, w *world, first, n int) []string {
+	t.Helper()
+	var numbers []string
+	for i := 0; i < n; i += 100 {
+		var batch []refbridge.Intervention
+		for j := i; j < min(n, i+100); j++ {
+			iv := rotationIntervention(t, first+j)
+			batch = append(batch, iv)
+			numbers = append(numbers, iv.InterventionNumber)
+		}
+		if _, err := (&sender{w: w}).interventions(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return numbers
+}
+
+// waitCallbacks waits until every intervention's Pending Acknowledgement
+// callback has reached DTP.
+func waitCallbacks(ctx context.Context, t *testing.T, w *world, numbers []string) {
+	t.Helper()
+	ok, why := waitUntil(ctx, 250*time.Millisecond, func() (bool, string) {
+		counts, missing := w.dtp.StatusCounts(), 0
+		for _, num := range numbers {
+			if counts[dtpStatusKey(num)] == 0 {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d callbacks missing", missing, len(numbers))
+	})
+	if !ok {
+		t.Fatalf("%s; log tail:\n%s", why, w.logTail(20))
+	}
 }
