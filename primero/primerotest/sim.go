@@ -146,7 +146,10 @@ func New(opts Options) *Sim {
 	}
 	whc := opts.WebhookClient
 	if whc == nil {
-		whc = &http.Client{Timeout: 10 * time.Second}
+		// Its own transport: httptest.Server.Close closes the idle
+		// connections of http.DefaultTransport, which breaks a webhook whose
+		// connection another test's server close catches between requests.
+		whc = &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	s := &Sim{
 		opts:       opts,
