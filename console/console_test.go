@@ -2,13 +2,17 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,13 +31,15 @@ type fixture struct {
 	tokens map[refbridge.Role]string
 	// ids by name: "held", "done", "dead1", "dead2".
 	ids map[string]string
+	// logs holds what the console logged.
+	logs *logSink
 }
 
 // childName is synthetic personal data the payload carries; it must only
 // ever appear on the personal-details page.
 const childName = "Testchild Fixturename"
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	keys, _, err := store.GenerateKeyring()
@@ -45,7 +51,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	f := &fixture{db: db, tokens: map[refbridge.Role]string{}, ids: map[string]string{}}
+	f := &fixture{db: db, tokens: map[refbridge.Role]string{}, ids: map[string]string{}, logs: newLogSink(t)}
 	names := []string{"held", "done", "dead1", "dead2"}
 	var items []refbridge.Inbound
 	for i := range names {
@@ -89,7 +95,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	c, err := New(Config{Store: db, Profile: p, Circuits: func() map[string]string { return map[string]string{"dtp": "open", "primero": "closed"} },
-		LoginEvery: time.Hour, LoginBurst: 3, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+		LoginEvery: time.Hour, LoginBurst: 3, Logger: slog.New(slog.NewTextHandler(f.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,10 +245,54 @@ func cloneForm(v url.Values) url.Values {
 	return out
 }
 
-// testWriter sends the console's log to the test's log.
-type testWriter struct{ t *testing.T }
+// logSink keeps what the console logs, and shows it in a test's output
+// (not a fuzz target's: there only the kept text is checked).
+type logSink struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf strings.Builder
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
+func newLogSink(tb testing.TB) *logSink {
+	t, _ := tb.(*testing.T)
+	return &logSink{t: t}
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	if s.t != nil {
+		s.t.Log(strings.TrimSpace(string(p)))
+	}
 	return len(p), nil
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// states sums up what a form may change: each fixture exchange's state and
+// reason, and the accounts.
+func (f *fixture) states(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(f.ids)) {
+		ex, err := f.db.Get(ctx, f.ids[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s=%s/%s ", name, ex.State, ex.Reason)
+	}
+	users, err := f.db.Users(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		fmt.Fprintf(&b, "%s:%s:%t ", u.Name, u.Role, u.Disabled)
+	}
+	return b.String()
 }

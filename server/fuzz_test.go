@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"refbridge"
 	"refbridge/store"
 )
@@ -39,15 +41,25 @@ func FuzzInterventionsHandler(f *testing.F) {
 	// would cost more than the input): inputs see what earlier ones stored,
 	// so each post is checked against what it changed, found by the store's
 	// clock (see storeClock.mark).
+	fuzzBatchRoute(f, RouteInterventions)
+}
+
+// fuzzBatchRoute fuzzes one of DTP's batch routes: each body is posted
+// twice and both answers, and what each post changed, are checked.
+func fuzzBatchRoute(f *testing.F, route string) {
+	// One server and one store per fuzz worker (opening a store per input
+	// would cost more than the input): inputs see what earlier ones stored,
+	// so each post is checked against what it changed, found by the store's
+	// clock (see storeClock.mark).
 	db := newStore(f)
 	h := newHarness(f, db, func(c *Config) { c.MaxBodyBytes = 64 << 10 })
 	f.Fuzz(func(t *testing.T, body []byte) {
 		h.reset()
 		before := db.clock.mark()
-		first := h.postDTP(t, RouteInterventions, body, tokenA)
+		first := h.postDTP(t, route, body, tokenA)
 		checkFuzzAnswer(t, db, body, first, before)
 		again := db.clock.mark()
-		second := h.postDTP(t, RouteInterventions, body, tokenA)
+		second := h.postDTP(t, route, body, tokenA)
 		checkFuzzAnswer(t, db, body, second, again)
 		if first.status != second.status {
 			t.Fatalf("the same body got %d then %d", first.status, second.status)
@@ -65,6 +77,102 @@ func FuzzInterventionsHandler(f *testing.F) {
 			t.Fatalf("the handler panicked")
 		}
 	})
+}
+
+// FuzzDecisionsHandler is FuzzInterventionsHandler for UNHCR's decisions
+// on referrals (F2d).
+func FuzzDecisionsHandler(f *testing.F) {
+	f.Add([]byte(`{"interventions":[{"progres_orgreferralid":"c0c0c0c0-0000-4000-8000-000000000001#0a1b2c3d4e5f","progres_reviewdecision":"125080000","progres_reviewdate":"2024-05-09T00:00:00Z"}],"request_type":"PrimeroIncomingReferralDecision"}`))
+	f.Add([]byte(`{"interventions":[{"progres_orgreferralid":"c0c0c0c0-0000-4000-8000-000000000001#0a1b2c3d4e5f","progres_reviewdecision":"125080001"},{"progres_orgreferralid":"c0c0c0c0-0000-4000-8000-000000000001#0a1b2c3d4e5f","progres_reviewdecision":"125080000"}]}`))
+	f.Add([]byte(`{"interventions":[{"progres_orgreferralid":"x","progres_reviewdecision":"1"},{"progres_orgreferralid":null},{"progres_orgreferralid":"\u0000"}],"request_type":"PrimeroIncomingReferralDecision"}`))
+	f.Add([]byte(`{"interventions":[{"progres_interventionnumber":"N-1"}],"request_type":"PrimeroOutgoingReferral"}`))
+	f.Add([]byte(`{"interventions":[],"request_type":"PrimeroIncomingReferralDecision","request_type":"x"}`))
+	fuzzBatchRoute(f, RouteDecisions)
+}
+
+// FuzzInboxHandler fuzzes the route that takes either kind of batch by its
+// request_type.
+func FuzzInboxHandler(f *testing.F) {
+	f.Add([]byte(`{"interventions":[{"progres_orgreferralid":"c0c0c0c0-0000-4000-8000-000000000001#0a1b2c3d4e5f","progres_reviewdecision":"125080000"}],"request_type":"PrimeroIncomingReferralDecision"}`))
+	f.Add([]byte(`{"interventions":[{"progres_interventionnumber":"N-1","individuals.progres_familyname":"A","interventiontype.progres_description":"BID"}],"request_type":"PrimeroOutgoingReferral"}`))
+	f.Add([]byte(`{"interventions":[{"progres_interventionnumber":"N-1"}]}`))
+	f.Add([]byte(`{"interventions":[{"progres_interventionnumber":"N-1"}],"request_type":"primerooutgoingreferral"}`))
+	fuzzBatchRoute(f, RouteInbox)
+}
+
+// FuzzWebhookHandler posts arbitrary bodies as Primero's webhook. Whatever
+// the body: no 5xx, a 202 triggers exactly the one case id the body names
+// (a UUID), any other answer triggers nothing and says what was wrong,
+// nothing is stored, and neither the answer nor the log repeats a value of
+// the body other than that id and Primero's record-type codes.
+func FuzzWebhookHandler(f *testing.F) {
+	f.Add(webhookBody(f, "case", caseID))
+	f.Add(webhookBody(f, "incident", caseID))
+	f.Add([]byte(`{"data":{"record_type":"case","record_id":"` + caseID + `","record_id":"` + caseID + `"}}`))
+	f.Add([]byte(`{"data":{"record_type":"case","record_id":"Testchild"}}`))
+	f.Add([]byte(`{"data":{"record_type":"case","record_id":42,"x":[[[[[[[[]]]]]]]]}}`))
+	f.Add([]byte("{\"data\":{\"record_type\":\"case\",\"record_id\":\"\xff\"}}"))
+	db := newStore(f)
+	h := newHarness(f, db, func(c *Config) { c.MaxBodyBytes = 64 << 10 })
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h.reset()
+		r := h.do(t, http.MethodPost, RoutePrimeroWebhook, body, "Content-Type", "application/json", "X-Api-Key", webhookKey)
+		got := h.trigger.got()
+		switch {
+		case r.status >= 500:
+			t.Fatalf("status %d: %s", r.status, r.body)
+		case r.status == http.StatusAccepted:
+			if len(got) != 1 || uuid.Validate(got[0]) != nil || !bytes.Contains(bytes.ToLower(body), []byte(strings.ToLower(got[0]))) {
+				t.Fatalf("202 triggered %q", got)
+			}
+		default:
+			if len(got) != 0 {
+				t.Fatalf("a refused webhook (%d) triggered %q", r.status, got)
+			}
+			errorAnswer(t, r)
+		}
+		if all := db.all(t); len(all) != 0 {
+			t.Fatalf("a webhook stored %d exchanges", len(all))
+		}
+		for _, v := range bodyStrings(body) {
+			switch {
+			case len(v) < 6: // short values occur in any answer by chance
+				continue
+			case len(got) == 1 && strings.EqualFold(v, got[0]), slices.Contains(primeroRecordTypes(), v):
+				continue // the case id, and Primero's own codes, may be named
+			}
+			if bytes.Contains(r.body, []byte(v)) || strings.Contains(h.logs.String(), v) {
+				t.Fatalf("the answer or the log repeats a value of the body: %q", v)
+			}
+		}
+	})
+}
+
+// bodyStrings returns the string values anywhere in a JSON body, as far as
+// it parses.
+func bodyStrings(body []byte) []string {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return nil
+	}
+	var out []string
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			out = append(out, v)
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return out
 }
 
 // checkFuzzAnswer checks one answer, and what the post changed in the
@@ -104,7 +212,7 @@ func checkFuzzAnswer(t *testing.T, db *testStore, body []byte, r reply, since ti
 		if !usableKey(res.Key) {
 			t.Fatalf("result %d: stored under an unusable key %q", i, res.Key)
 		}
-		ex, err := db.GetByKey(context.Background(), refbridge.FlowIntervention, res.Key)
+		ex, err := db.GetByKey(context.Background(), requestFlow[resp.RequestType], res.Key)
 		if err != nil || ex.ID != res.ExchangeID {
 			t.Fatalf("result %d names exchange %s for key %q; the store has %q (%v)", i, res.ExchangeID, res.Key, ex.ID, err)
 		}
@@ -154,24 +262,33 @@ func checkFuzzAnswer(t *testing.T, db *testStore, body []byte, r reply, since ti
 // usableKey reports whether a stored key can be echoed and correlated.
 func usableKey(k string) bool { return k == strings.TrimSpace(k) && validKey(k) }
 
-// changedSince returns, with their payloads, the exchanges written at or
-// after since: those created since, and those under keys updated since.
+// dtpFlows are the flows whose items DTP posts: a post may change only these.
+var dtpFlows = []refbridge.Flow{refbridge.FlowIntervention, refbridge.FlowReferralDecision}
+
+// requestFlow is the flow a batch's request_type stores its items under.
+var requestFlow = map[string]refbridge.Flow{f1: refbridge.FlowIntervention, f2d: refbridge.FlowReferralDecision}
+
+// changedSince returns, with their payloads, the exchanges of DTP's flows
+// written at or after since: those created since, and those under keys
+// updated since.
 func changedSince(t *testing.T, db *testStore, keys []string, since time.Time) []refbridge.Exchange {
 	t.Helper()
-	keys = slices.Clone(keys)
-	for _, ex := range db.list(t, store.Filter{Flow: refbridge.FlowIntervention, Since: since}) {
-		keys = append(keys, ex.Key)
-	}
-	slices.Sort(keys)
 	var changed []refbridge.Exchange
-	for _, k := range slices.Compact(keys) {
-		ex, err := db.GetByKey(context.Background(), refbridge.FlowIntervention, k)
-		switch {
-		case refbridge.ErrorCodeOf(err) == refbridge.ENotFound:
-		case err != nil:
-			t.Fatalf("store: %q: %v", k, err)
-		case !ex.UpdatedAt.Before(since):
-			changed = append(changed, ex)
+	for _, flow := range dtpFlows {
+		keys := slices.Clone(keys)
+		for _, ex := range db.list(t, store.Filter{Flow: flow, Since: since}) {
+			keys = append(keys, ex.Key)
+		}
+		slices.Sort(keys)
+		for _, k := range slices.Compact(keys) {
+			ex, err := db.GetByKey(context.Background(), flow, k)
+			switch {
+			case refbridge.ErrorCodeOf(err) == refbridge.ENotFound:
+			case err != nil:
+				t.Fatalf("store: %q: %v", k, err)
+			case !ex.UpdatedAt.Before(since):
+				changed = append(changed, ex)
+			}
 		}
 	}
 	return changed
@@ -188,9 +305,10 @@ func resultKeys(resp batchResponse) []string {
 	return keys
 }
 
-// bodyKeys reads the intervention numbers of a body's items, as far as the
-// body can be read, trimmed as the handler trims them: the keys under which
-// a post of it could have changed something already stored.
+// bodyKeys reads the keys of a body's items (intervention numbers, or the
+// referral ids decisions answer), as far as the body can be read, trimmed as
+// the handler trims them: the keys under which a post of it could have
+// changed something already stored.
 func bodyKeys(body []byte) []string {
 	var top struct {
 		Interventions []json.RawMessage `json:"interventions"`
@@ -200,8 +318,10 @@ func bodyKeys(body []byte) []string {
 	}
 	var keys []string
 	for _, raw := range top.Interventions {
-		if k := lenientKey(raw, "progres_interventionnumber"); k != "" {
-			keys = append(keys, k)
+		for _, field := range []string{"progres_interventionnumber", "progres_orgreferralid"} {
+			if k := lenientKey(raw, field); k != "" {
+				keys = append(keys, k)
+			}
 		}
 	}
 	return keys
