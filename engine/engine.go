@@ -119,6 +119,8 @@ type Engine struct {
 	dtpCircuit     *gobreaker.CircuitBreaker[any]
 
 	users userCache
+	// lastClock is Primero's clock as this process's last poll saw it.
+	lastClock lastPollClock
 
 	mu      sync.Mutex
 	trigger func(ctx context.Context, recordIDs []string) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -56,6 +57,34 @@ type harnessConfig struct {
 	profile   *profile.Profile
 	metrics   engine.Metrics
 	retention time.Duration
+	// Clocks: the bridge's (engine, store and River), Primero's and DTP's;
+	// nil is time.Now.
+	bridgeNow, primeroNow, dtpNow func() time.Time
+	retry                         refbridge.RetryPolicy
+	rescueAfter                   time.Duration
+	logger                        *slog.Logger
+}
+
+// withClocks runs the bridge (engine, store and River's queue), the
+// Primero simulator and the DTP simulator on the given clocks; nil keeps
+// time.Now.
+func withClocks(bridge, primero, dtp func() time.Time) harnessOption {
+	return func(c *harnessConfig) { c.bridgeNow, c.primeroNow, c.dtpNow = bridge, primero, dtp }
+}
+
+// withRetry spaces the engine's attempts of one exchange by p.
+func withRetry(p refbridge.RetryPolicy) harnessOption {
+	return func(c *harnessConfig) { c.retry = p }
+}
+
+// withRescueAfter sets when River's rescuer takes a running job for stuck.
+func withRescueAfter(d time.Duration) harnessOption {
+	return func(c *harnessConfig) { c.rescueAfter = d }
+}
+
+// withLogger gives the engine l to log to.
+func withLogger(l *slog.Logger) harnessOption {
+	return func(c *harnessConfig) { c.logger = l }
 }
 
 // withRetention keeps finished exchanges' payloads for d (default 0).
@@ -87,7 +116,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 			t.Fatal(err)
 		}
 	}
-	psim := primerotest.NewServer(t, primerotest.Options{Seed: 1, RecordWrites: true})
+	psim := primerotest.NewServer(t, primerotest.Options{Seed: 1, RecordWrites: true, Now: hc.primeroNow})
 	phone := "+000000000900"
 	contact := func(name, full string) refbridge.User {
 		return refbridge.User{UserName: name, FullName: full, Email: name + "@example.org", Phone: &phone, Position: "Test position"}
@@ -101,7 +130,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dsim := dtptest.NewServer(t, dtptest.Options{Seed: 1})
+	dsim := dtptest.NewServer(t, dtptest.Options{Seed: 1, Now: hc.dtpNow})
 	pki := dsim.PKI()
 	dc, err := dtp.New(dtp.Config{ReferralURL: dsim.ReferralURL(), DecisionURL: dsim.DecisionURL(), SubscriptionKey: dtptest.DefaultSubscriptionKey,
 		CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile, CAFile: pki.CAFile, Timeout: 2 * time.Second, Retry: fast})
@@ -112,14 +141,17 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "refbridge.db"), Keys: keys, Retention: hc.retention})
+	db, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "refbridge.db"), Keys: keys, Retention: hc.retention, Now: hc.bridgeNow})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	eng, err := engine.New(engine.Config{Profile: p, Store: db, Primero: pc, DTP: dc,
-		Retry: refbridge.RetryPolicy{MaxAttempts: 4, BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond}, PollInterval: time.Hour,
-		BreakerTimeout: 50 * time.Millisecond, Metrics: hc.metrics})
+	retry := hc.retry
+	if retry.MaxAttempts == 0 {
+		retry = refbridge.RetryPolicy{MaxAttempts: 4, BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond}
+	}
+	eng, err := engine.New(engine.Config{Profile: p, Store: db, Primero: pc, DTP: dc, Now: hc.bridgeNow,
+		Retry: retry, PollInterval: time.Hour, BreakerTimeout: 50 * time.Millisecond, Metrics: hc.metrics, Logger: hc.logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +161,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	}
 	bridge := httptest.NewServer(srv.Handler())
 	t.Cleanup(bridge.Close)
-	q, err := db.NewQueue(store.QueueConfig{Workers: eng.Workers(), MaxWorkers: 4, JobTimeout: 20 * time.Second})
+	q, err := db.NewQueue(store.QueueConfig{Workers: eng.Workers(), MaxWorkers: 4, JobTimeout: 20 * time.Second, RescueAfter: hc.rescueAfter})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,10 +104,32 @@ func (e *Engine) PeriodicJobs() []*river.PeriodicJob {
 	}
 }
 
+// clockStepHorizon is the least wait a sweep takes for a job scheduled
+// before the clock was set back (see Sweep).
+const clockStepHorizon = time.Hour
+
+// jobRescheduler is the part of the store that brings forward jobs
+// scheduled in a clock's old reckoning (store.DB.RescheduleFarJobs).
+type jobRescheduler interface {
+	RescheduleFarJobs(ctx context.Context, horizon time.Duration) (int, error)
+}
+
 // Sweep re-queues exchanges left in a moving state without a job: River
 // adds no job for an update that lands while the exchange's job is still
 // running (unique jobs), so without this such an update would wait forever.
+//
+// It also brings forward jobs scheduled further ahead than any wait the
+// engine asks for (an hour, or twice the longest backoff or circuit
+// timeout): those were scheduled before the clock was set back, and would
+// wait out the step. So after a step back of S, a retry waits at most
+// min(S, that horizon) more than it asked, plus one sweep interval.
 func (e *Engine) Sweep(ctx context.Context) error {
+	if r, ok := e.store.(jobRescheduler); ok {
+		horizon := max(clockStepHorizon, 2*e.cfg.Retry.MaxDelay, 2*e.cfg.BreakerTimeout)
+		if _, err := r.RescheduleFarJobs(ctx, horizon); err != nil {
+			return err
+		}
+	}
 	for _, f := range []store.Filter{
 		{State: refbridge.StateReceived}, {State: refbridge.StateMapped}, {State: refbridge.StateRejected},
 		{State: refbridge.StateDelivered, Reason: ReasonSyncPending},

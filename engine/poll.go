@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"sync"
 	"time"
 
 	"refbridge"
@@ -25,11 +27,45 @@ const cursorPolled = "primero.poll.succeeded_at"
 // intakeBatch is how many polled items are stored per transaction.
 const intakeBatch = 200
 
+// cursorClock names Primero's clock as the last successful poll saw it
+// (pollClock, JSON): what lets the next poll notice that Primero's clock was
+// set back or forward in between.
+const cursorClock = "primero.poll.clock"
+
+// pollClockTolerance is how far Primero's clock may seem to drift between
+// two polls before it counts as a jump and is logged: its Date has whole
+// seconds, and the requests' latency blurs it further.
+const pollClockTolerance = 5 * time.Second
+
+// pollClock pairs Primero's time (the Date of the first page of a poll's
+// walk) with the bridge's own at the same moment.
+type pollClock struct {
+	Server time.Time `json:"server"`
+	Local  time.Time `json:"local"`
+}
+
+// lastPollClock is the pollClock this process stored last, with the
+// monotonic reading taken with it: the time since then is measured on it,
+// so a step of the bridge's own clock does not blur it.
+type lastPollClock struct {
+	mu    sync.Mutex
+	clock pollClock
+	mono  time.Time
+}
+
 // Poll walks the Primero cases updated since the cursor, less the overlap,
 // and stores every referral to UNHCR (F2) and every decision on a proGres
 // service (F1d) it finds. Items already stored with the same content are
 // duplicates and change nothing, so the overlap costs reads, never doubles.
 // The cursor moves only after everything up to it is stored.
+//
+// The cursor is a last_updated_at, stamped by Primero's clock. When that
+// clock is set back (an NTP step, or the correction of a step forward),
+// cases saved afterwards carry stamps before the cursor, by more than the
+// overlap if the step was large: a walk from the cursor would miss them for
+// ever. So each walk also starts no later than where Primero's clock stood
+// when the previous poll began — its Date now, less the time elapsed since
+// — and a jump found so is logged with its size.
 func (e *Engine) Poll(ctx context.Context) (int, error) {
 	cur, err := e.store.Cursor(ctx, cursorCases)
 	if err != nil {
@@ -43,6 +79,10 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 		}
 		from = t.Add(-e.cfg.PollOverlap)
 	}
+	prev, err := e.pollClock(ctx)
+	if err != nil {
+		return 0, err
+	}
 	newest, _ := time.Parse(time.RFC3339Nano, cur)
 	var pending []refbridge.Inbound
 	found := 0
@@ -55,24 +95,57 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 		pending = pending[:0]
 		return err
 	}
-	q := primero.CaseQuery{UpdatedFrom: from, OrderBy: "last_updated_at", Order: "asc"}
-	for c, err := range e.primero.Cases(ctx, q) {
-		if err != nil {
-			return found, err
-		}
-		items, err := e.derive(ctx, c)
-		if err != nil {
-			return found, err
-		}
-		pending = append(pending, items...)
-		if len(pending) >= intakeBatch {
-			if err := flush(); err != nil {
-				return found, err
+	var (
+		seen     pollClock // Primero's clock at the first walk
+		mono     time.Time
+		checked  bool
+		rewindTo *time.Time // set when the walk must start again, earlier
+	)
+	for walk := 0; ; walk++ {
+		local, localMono := e.now(), time.Now()
+		var server time.Time
+		// Once, on the first walk, as soon as Primero's time is known.
+		check := func() {
+			if checked || server.IsZero() {
+				return
+			}
+			checked = true
+			if start, ok := e.pollStart(prev, server, from); ok {
+				rewindTo = &start
 			}
 		}
-		if c.LastUpdatedAt.After(newest) {
-			newest = c.LastUpdatedAt
+		q := primero.CaseQuery{UpdatedFrom: from, OrderBy: "last_updated_at", Order: "asc",
+			ServerTime: func(t time.Time) { server = t }}
+		rewindTo = nil
+		for c, err := range e.primero.Cases(ctx, q) {
+			if err != nil {
+				return found, err
+			}
+			if check(); rewindTo != nil {
+				break
+			}
+			items, err := e.derive(ctx, c)
+			if err != nil {
+				return found, err
+			}
+			pending = append(pending, items...)
+			if len(pending) >= intakeBatch {
+				if err := flush(); err != nil {
+					return found, err
+				}
+			}
+			if c.LastUpdatedAt.After(newest) {
+				newest = c.LastUpdatedAt
+			}
 		}
+		if walk == 0 {
+			seen, mono = pollClock{Server: server, Local: local}, localMono
+			check() // an empty walk yielded nothing to check at
+		}
+		if rewindTo == nil {
+			break
+		}
+		from = *rewindTo
 	}
 	if err := flush(); err != nil {
 		return found, err
@@ -82,7 +155,85 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 			return found, err
 		}
 	}
+	if !seen.Server.IsZero() {
+		if err := e.setPollClock(ctx, seen, mono); err != nil {
+			return found, err
+		}
+	}
 	return found, e.store.SetCursor(ctx, cursorPolled, e.now().UTC().Format(time.RFC3339Nano))
+}
+
+// pollStart decides, from Primero's time now and as the previous poll saw
+// it, whether a walk from `from` could miss cases saved since the previous
+// poll began; if so it returns where the walk must start instead. It logs a
+// jump of Primero's clock (sizes only).
+func (e *Engine) pollStart(prev *pollClock, server, from time.Time) (time.Time, bool) {
+	if prev == nil || from.IsZero() {
+		return time.Time{}, false // the first poll, or a walk of everything
+	}
+	elapsed, known := e.sincePoll(*prev)
+	var began time.Time // Primero's time, now, when the previous poll began
+	switch {
+	case known:
+		began = server.Add(-elapsed)
+		switch jump := server.Sub(prev.Server.Add(elapsed)); {
+		case jump < -pollClockTolerance:
+			e.log.Warn("primero clock went back since the last poll; polling again from before it", "by", (-jump).Round(time.Second).String())
+		case jump > pollClockTolerance:
+			e.log.Warn("primero clock went forward since the last poll", "by", jump.Round(time.Second).String())
+		}
+	case !server.Before(prev.Server):
+		began = prev.Server
+	default:
+		// The bridge's clock went back too, and the time between the polls
+		// is unknown: only a walk of every case is sure to miss none.
+		e.log.Warn("primero clock went back since the last poll, and the bridge's own clock too; polling every case",
+			"by_at_least", prev.Server.Sub(server).Round(time.Second).String())
+		return time.Unix(0, 0).UTC(), true
+	}
+	start := began.Add(-e.cfg.PollOverlap)
+	if !start.Before(from) {
+		return time.Time{}, false
+	}
+	return start, true
+}
+
+// sincePoll returns the time elapsed since Primero's clock was read as
+// prev: on the monotonic clock when this process read it, else on the
+// bridge's clock, which is unknown when that went back since.
+func (e *Engine) sincePoll(prev pollClock) (time.Duration, bool) {
+	e.lastClock.mu.Lock()
+	clock, mono := e.lastClock.clock, e.lastClock.mono
+	e.lastClock.mu.Unlock()
+	if !mono.IsZero() && clock.Server.Equal(prev.Server) && clock.Local.Equal(prev.Local) {
+		return time.Since(mono), true
+	}
+	d := e.now().Sub(prev.Local)
+	return d, d >= 0
+}
+
+// pollClock reads the stored pollClock; nil before any poll recorded one.
+func (e *Engine) pollClock(ctx context.Context) (*pollClock, error) {
+	v, err := e.store.Cursor(ctx, cursorClock)
+	if err != nil || v == "" {
+		return nil, err
+	}
+	var c pollClock
+	if err := json.Unmarshal([]byte(v), &c); err != nil || c.Server.IsZero() {
+		return nil, refbridge.Errorf(refbridge.EInternal, "poll clock %q is not a server and a local time", v)
+	}
+	return &c, nil
+}
+
+func (e *Engine) setPollClock(ctx context.Context, c pollClock, mono time.Time) error {
+	c.Server, c.Local = c.Server.UTC(), c.Local.UTC()
+	if err := e.store.SetCursor(ctx, cursorClock, string(encode(c))); err != nil {
+		return err
+	}
+	e.lastClock.mu.Lock()
+	defer e.lastClock.mu.Unlock()
+	e.lastClock.clock, e.lastClock.mono = c, mono
+	return nil
 }
 
 // LastPoll returns when a poll of Primero last succeeded, on any replica;

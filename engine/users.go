@@ -30,7 +30,10 @@ func (c *userCache) get(name string) (cachedUser, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u, ok := c.entries[name]
-	if !ok || c.now().Sub(u.fetched) > c.ttl {
+	// A negative age means the clock was set back since the fetch: the
+	// entry's age is unknown, so it is fetched again rather than kept for
+	// the size of the step.
+	if age := c.now().Sub(u.fetched); !ok || age < 0 || age > c.ttl {
 		return cachedUser{}, false
 	}
 	return u, true

@@ -46,6 +46,12 @@ type CaseQuery struct {
 	// the pages still to come.
 	OrderBy string
 	Order   string
+	// ServerTime, when set, is called once with Primero's own clock — the
+	// HTTP Date of the first page's answer — before any case is yielded.
+	// It is not called when that answer has no valid Date. A poller uses it
+	// to notice Primero's clock being set back or forward, which moves the
+	// last_updated_at stamps its cursor relies on.
+	ServerTime func(time.Time)
 }
 
 // Cases pages through the cases q selects, yielding each case once. It
@@ -133,6 +139,7 @@ func (q CaseQuery) listing() (listing[refbridge.Case], error) {
 		verify: func(body []byte, cases []refbridge.Case) error {
 			return q.verify(body, cases, from, to)
 		},
+		date: q.ServerTime,
 	}, nil
 }
 

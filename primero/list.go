@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"iter"
+	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"refbridge"
 )
@@ -37,6 +39,8 @@ type listing[T any] struct {
 	// verify checks a whole page before any of it is yielded; body is the
 	// raw page for checks on fields T does not declare.
 	verify func(body []byte, items []T) error
+	// date, when set, is told the Date of the first page's answer.
+	date func(time.Time)
 }
 
 // all walks the pages until page·per reaches metadata.total or a page is
@@ -65,6 +69,11 @@ func (l listing[T]) all(ctx context.Context, c *Client) iter.Seq2[T, error] {
 			if err != nil {
 				yield(zero, err)
 				return
+			}
+			if n == 1 && l.date != nil {
+				if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+					l.date(t.UTC())
+				}
 			}
 			for i := range p.Data {
 				k := l.key(&p.Data[i])

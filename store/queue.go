@@ -1,7 +1,9 @@
 package store
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -96,6 +98,8 @@ func (db *DB) NewQueue(cfg QueueConfig) (*river.Client[*sql.Tx], error) {
 		PeriodicJobs:         cfg.PeriodicJobs,
 		RescueStuckJobsAfter: cfg.RescueAfter,
 		RetryPolicy:          cfg.RetryPolicy,
+		// The store's clock, when one was injected (see riverClock).
+		Test: db.clock.config(),
 	}
 	if cfg.Workers != nil {
 		rc.Workers = cfg.Workers
@@ -109,4 +113,91 @@ func (db *DB) NewQueue(cfg QueueConfig) (*river.Client[*sql.Tx], error) {
 		db.maxAttempts.Store(int64(cfg.MaxAttempts))
 	}
 	return client, nil
+}
+
+// riverClock is the store's clock as River's time generator, so that the
+// jobs a store with an injected clock enqueues, and River's own scheduling
+// of them, live on that clock too: created_at, scheduled_at (inserts,
+// snoozes, retries), attempted_at and finalized_at, the scheduler's and the
+// fetch's "due by now", periodic jobs and the leader's term.
+//
+// River does not use it everywhere: its rescuer of stuck jobs and its
+// cleaners compare the stored times with time.Now, and the test harness
+// shows what that means when the two clocks differ (engine/clockjump_test.go).
+//
+// Without an injected clock River is given none: it then asks the database
+// for now() (NowOrNil is nil), as in production.
+type riverClock struct{ now func() time.Time }
+
+// Now implements rivertype.TimeGenerator.
+func (c riverClock) Now() time.Time {
+	if c.now == nil {
+		return time.Now()
+	}
+	return c.now()
+}
+
+// NowOrNil implements rivertype.TimeGenerator: nil unless a clock was injected.
+func (c riverClock) NowOrNil() *time.Time {
+	if c.now == nil {
+		return nil
+	}
+	t := c.now()
+	return &t
+}
+
+// config is River's test configuration carrying the clock, if any.
+func (c riverClock) config() river.TestConfig {
+	if c.now == nil {
+		return river.TestConfig{}
+	}
+	return river.TestConfig{Time: c}
+}
+
+var _ rivertype.TimeGenerator = riverClock{}
+
+// RescheduleFarJobs makes due now the ProcessExchange jobs waiting to run
+// more than horizon after now, and returns how many. No job the engine
+// schedules waits that long, so such a job was scheduled before the clock
+// was set back (an NTP step): its time is in the old reckoning, and it would
+// otherwise wait out the whole step — hours, for a referral. Running it
+// early costs one attempt; the exchange's state decides what it does.
+// (River compares scheduled_at with the database's clock, or the store's
+// injected one; this compares on the same clock.)
+func (db *DB) RescheduleFarJobs(ctx context.Context, horizon time.Duration) (int, error) {
+	const batch = 100
+	n := 0
+	// Latest first: each round brings forward the far ones it lists, so the
+	// next lists the rest; bounded in case a job keeps being rescheduled.
+	for range 1000 {
+		limit := db.clock.Now().Add(horizon)
+		params := river.NewJobListParams().Kinds(ProcessExchange{}.Kind()).
+			States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable).
+			OrderBy(river.JobListOrderByScheduledAt, river.SortOrderDesc).First(batch)
+		res, err := db.inserter.JobList(ctx, params)
+		if err != nil {
+			return n, errStore("list far jobs", err)
+		}
+		far := 0
+		for _, j := range res.Jobs {
+			if !j.ScheduledAt.After(limit) {
+				break
+			}
+			far++
+			// A job that started meanwhile is left alone (River does not
+			// touch running jobs); one that finished meanwhile only runs
+			// once more against a resting exchange.
+			if _, err := db.inserter.JobRetry(ctx, j.ID); err != nil && !errors.Is(err, rivertype.ErrNotFound) {
+				return n, errStore("reschedule job", err)
+			}
+			n++
+		}
+		if far < batch {
+			break
+		}
+	}
+	if n > 0 {
+		db.log.Warn("store: jobs scheduled before the clock was set back made due now", "jobs", n, "horizon", horizon.String())
+	}
+	return n, nil
 }

@@ -45,6 +45,9 @@ type Config struct {
 	// Purge (a periodic job) removes it later.
 	Retention time.Duration
 	// Now is the clock for row timestamps and retention; default time.Now.
+	// An injected clock (tests) is handed to River too, for the times it
+	// writes into its job and leader tables (see riverClock); without one
+	// River leaves those to the database's own clock.
 	Now func() time.Time
 	// Logger receives ids, counts and codes only; default discards.
 	Logger *slog.Logger
@@ -66,6 +69,8 @@ type DB struct {
 	keys      *Keyring
 	retention time.Duration
 	now       func() time.Time
+	// clock is River's view of now: Config.Now when one was injected.
+	clock     riverClock
 	log       *slog.Logger
 	path      string
 	release   func() error
@@ -93,6 +98,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Retention < 0 {
 		return nil, errors.New("store: Config.Retention cannot be negative")
 	}
+	clock := riverClock{now: cfg.Now}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -110,7 +116,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	db := &DB{
 		sql: pool, d: d, q: newQueries(d), migrations: ms, riverDriver: d.riverDriver(pool),
-		keys: cfg.Keys, retention: cfg.Retention, now: cfg.Now, log: cfg.Logger,
+		keys: cfg.Keys, retention: cfg.Retention, now: cfg.Now, clock: clock, log: cfg.Logger,
 		path: cfg.Path, release: release, turn: make(chan struct{}, 1),
 	}
 	if err := db.start(ctx); err != nil {
@@ -129,7 +135,7 @@ func (db *DB) start(ctx context.Context) error {
 	if err := db.checkKeys(ctx); err != nil {
 		return err
 	}
-	inserter, err := river.NewClient(db.riverDriver, &river.Config{Logger: db.quietLogger()})
+	inserter, err := river.NewClient(db.riverDriver, &river.Config{Logger: db.quietLogger(), Test: db.clock.config()})
 	if err != nil {
 		return fmt.Errorf("store: river: %w", err)
 	}

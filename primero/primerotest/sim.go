@@ -114,6 +114,7 @@ type Sim struct {
 	idle       *sync.Cond // signalled when inflight drops to 0
 	rng        *rand.Rand
 	lastWrite  time.Time
+	lastClock  time.Time // the clock's reading at the latest write
 	seq        int64
 	version    uint64
 	cases      map[string]*record
@@ -170,7 +171,13 @@ func New(opts Options) *Sim {
 	}
 	s.idle = sync.NewCond(&s.mu)
 	s.faults = fault.New(opts.Seed, s.renderFault)
-	s.handler = s.routes()
+	routes := s.routes()
+	// Every answer carries the simulator's own time in Date, as Rails
+	// behind nginx does (net/http would stamp the host's clock instead).
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
+		routes.ServeHTTP(w, r)
+	})
 	return s
 }
 

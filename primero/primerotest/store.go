@@ -72,10 +72,14 @@ func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
 // tick returns the timestamp of a new write: the clock, truncated to
 // milliseconds, but always at least 1 ms after the previous write, so that
 // every write is visible to a last_updated_at cursor even with a frozen clock.
+// A clock that was set back (an NTP step) is followed as Rails would: the
+// write is stamped with the earlier time, and later writes count up from it.
 // Callers hold s.mu.
 func (s *Sim) tick() time.Time {
 	t := s.now().UTC().Truncate(time.Millisecond)
-	if !t.After(s.lastWrite) {
+	back := t.Before(s.lastClock)
+	s.lastClock = t
+	if !back && !t.After(s.lastWrite) {
 		t = s.lastWrite.Add(time.Millisecond)
 	}
 	s.lastWrite = t
