@@ -19,7 +19,11 @@ const (
 	ERateLimited  ErrorCode = "rate_limited"
 	EInvalid      ErrorCode = "invalid"
 	ETransient    ErrorCode = "transient"
-	EInternal     ErrorCode = "internal"
+	// EStoreFull: refbridge's own store cannot take a write because its
+	// disk (or database) is full. Nothing was stored; the same call succeeds
+	// once an operator frees space, so it is retryable.
+	EStoreFull ErrorCode = "store_full"
+	EInternal  ErrorCode = "internal"
 )
 
 // Problem is one precise reason an input was refused: which field, which rule,
@@ -108,7 +112,7 @@ func ErrorProblems(err error) []Problem {
 // IsRetryable reports whether trying the same call again later may succeed.
 func IsRetryable(err error) bool {
 	switch ErrorCodeOf(err) {
-	case ETransient, ERateLimited:
+	case ETransient, ERateLimited, EStoreFull:
 		return true
 	}
 	return false

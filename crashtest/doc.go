@@ -13,4 +13,8 @@
 //
 // Flags: -crash.full (full size), -crash.seed N (the seed of kills, faults
 // and traffic; the run logs it), -crash.race (build the child with -race too).
+//
+// TestDiskFull puts the SQLite store on a small tmpfs and fills it while
+// traffic flows: it needs root and mount, and skips without them unless
+// REFBRIDGE_TEST_TMPFS=1 (CI), which makes their absence a failure.
 package crashtest

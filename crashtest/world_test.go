@@ -518,6 +518,9 @@ type sender struct {
 	mu                  sync.Mutex
 	posts, redeliveries int
 	outcomes            map[refbridge.IntakeOutcome]int
+	// onReply, if set, sees every answer the bridge gave, before deliver
+	// acts on it (a test of how the bridge refuses posts reads them).
+	onReply func(*dtptest.Reply)
 }
 
 // batchAnswer is the part of the bridge's batch answer the suite reads.
@@ -534,6 +537,9 @@ func (s *sender) deliver(ctx context.Context, send func(ctx context.Context) (*d
 	var ans batchAnswer
 	for attempt := 0; ; attempt++ {
 		reply, err := send(ctx)
+		if err == nil && s.onReply != nil {
+			s.onReply(reply)
+		}
 		switch {
 		case err == nil && reply.Status == http.StatusOK:
 			if err := json.Unmarshal(reply.Body, &ans); err != nil {

@@ -228,7 +228,7 @@ func States() []refbridge.ExchangeState {
 // Codes are the application error codes.
 func Codes() []refbridge.ErrorCode {
 	return []refbridge.ErrorCode{refbridge.ENotFound, refbridge.EUnauthorized, refbridge.EForbidden, refbridge.EConflict,
-		refbridge.ERateLimited, refbridge.EInvalid, refbridge.ETransient, refbridge.EInternal}
+		refbridge.ERateLimited, refbridge.EInvalid, refbridge.ETransient, refbridge.EStoreFull, refbridge.EInternal}
 }
 
 // CircuitStates are the states a peer's circuit can be in.

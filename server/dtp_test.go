@@ -662,6 +662,8 @@ func TestInboxFailure(t *testing.T) {
 		{"transient", &refbridge.Error{Code: refbridge.ETransient, Message: "database is locked"}, false, http.StatusServiceUnavailable, "5"},
 		{"transient with wait", &refbridge.Error{Code: refbridge.ETransient, RetryAfter: 1500 * time.Millisecond}, false, http.StatusServiceUnavailable, "2"},
 		{"rate limited", &refbridge.Error{Code: refbridge.ERateLimited, RetryAfter: 30 * time.Second}, false, http.StatusTooManyRequests, "30"},
+		{"store full", &refbridge.Error{Code: refbridge.EStoreFull, Message: "store: disk full", Err: errors.New("database or disk is full (13)")},
+			false, http.StatusServiceUnavailable, "5"},
 		{"deadline", context.DeadlineExceeded, false, http.StatusServiceUnavailable, "5"},
 		{"plain error", errors.New("disk I/O error: Testchild"), false, http.StatusInternalServerError, ""},
 		{"invalid from store", &refbridge.Error{Code: refbridge.EInvalid, Message: "constraint"}, false, http.StatusInternalServerError, ""},
@@ -683,6 +685,9 @@ func TestInboxFailure(t *testing.T) {
 				t.Fatalf("status %d Retry-After %q, want %d %q; %s", r.status, r.header.Get("Retry-After"), tt.status, tt.retryAfter, r.body)
 			}
 			e := errorAnswer(t, r)
+			if want := refbridge.ErrorCodeOf(tt.err); want == refbridge.EStoreFull && e.Code != want {
+				t.Errorf("code %q, want %q: %s", e.Code, want, r.body)
+			}
 			if bytes.Contains(r.body, []byte("results")) || bytes.Contains(r.body, []byte("accepted\"")) || len(e.Problems) != 0 {
 				t.Errorf("a failed store must acknowledge nothing: %s", r.body)
 			}

@@ -56,7 +56,7 @@ func httpStatus(err error) int {
 		return http.StatusConflict
 	case refbridge.ERateLimited:
 		return http.StatusTooManyRequests
-	case refbridge.ETransient:
+	case refbridge.ETransient, refbridge.EStoreFull:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -123,7 +123,8 @@ func unprocessable(message string, problems ...refbridge.Problem) *refbridge.Err
 
 // dependencyError turns an Inbox or Trigger failure into what the edge may
 // say: a retryable 503/429 when the cause is transient (a cancelled or timed
-// out context counts), otherwise a 500. The cause's text is never shown.
+// out context counts) or the store is full, otherwise a 500. The cause's
+// text is never shown.
 func dependencyError(err error, what string) *refbridge.Error {
 	code := refbridge.ErrorCodeOf(err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -133,6 +134,8 @@ func dependencyError(err error, what string) *refbridge.Error {
 	case refbridge.ETransient, refbridge.ERateLimited:
 		return &refbridge.Error{Code: code, Message: what + " is temporarily unavailable; nothing was acknowledged, send again later",
 			RetryAfter: refbridge.ErrorRetryAfter(err)}
+	case refbridge.EStoreFull:
+		return &refbridge.Error{Code: code, Message: what + " cannot store anything now (storage full); nothing was acknowledged, send again later"}
 	}
 	return &refbridge.Error{Code: refbridge.EInternal, Message: what + " failed; nothing was acknowledged"}
 }

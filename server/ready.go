@@ -37,13 +37,17 @@ const (
 // readiness is the /readyz body: codes only.
 type readiness struct {
 	Status string `json:"status"`
-	// Store is "ok", "unreachable" or "unchecked" (no Health configured).
+	// Store is "ok", "unreachable", "full" (its last write failed for lack
+	// of space) or "unchecked" (no Health configured).
 	Store string `json:"store"`
 	// Migrations is "current", "pending" (schema older or newer than this
 	// binary), "unknown" (could not be read) or "unchecked".
 	Migrations string `json:"migrations"`
 	// Peers maps each peer to its circuit state.
 	Peers map[string]string `json:"peers"`
+	// Reason is why the node is not ready (only then): store_full,
+	// store_unreachable, migrations_pending or migrations_unknown.
+	Reason string `json:"reason,omitempty"`
 }
 
 // handleReady answers whether this node should be sent traffic: 200 when
@@ -61,6 +65,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request, st *reqStat
 		if err := s.health.Ping(ctx); err != nil {
 			body.Store, body.Migrations = "unreachable", "unknown"
 			st.code = refbridge.ErrorCodeOf(err)
+			if st.code == refbridge.EStoreFull {
+				// The database answers; it cannot take a write.
+				body.Store, body.Migrations = "full", "unchecked"
+			}
 		} else if ok, err := s.health.MigrationsCurrent(ctx); err != nil {
 			body.Migrations = "unknown"
 			st.code = refbridge.ErrorCodeOf(err)
@@ -69,6 +77,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request, st *reqStat
 		}
 		if body.Store != "ok" || body.Migrations != "current" {
 			body.Status = ReadyNot
+			body.Reason = "store_" + body.Store
+			if body.Store == "ok" {
+				body.Reason = "migrations_" + body.Migrations
+			}
 		}
 	}
 	if s.circuits != nil {

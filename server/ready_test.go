@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"testing"
 
@@ -42,6 +43,7 @@ func TestReadyz(t *testing.T) {
 	t.Parallel()
 	closed := fixedCircuits{"primero": "closed", "dtp": "closed"}
 	transient := refbridge.Errorf(refbridge.ETransient, "store: ping: connection refused to db.internal:5432")
+	full := &refbridge.Error{Code: refbridge.EStoreFull, Message: "store: disk full", Err: errors.New("database or disk is full (13)")}
 	tests := []struct {
 		name     string
 		health   Health
@@ -52,15 +54,17 @@ func TestReadyz(t *testing.T) {
 		{"all well", fakeHealth{current: true}, closed, http.StatusOK,
 			readiness{Status: ReadyReady, Store: "ok", Migrations: "current", Peers: closed}},
 		{"store gone", fakeHealth{pingErr: transient}, closed, http.StatusServiceUnavailable,
-			readiness{Status: ReadyNot, Store: "unreachable", Migrations: "unknown", Peers: closed}},
+			readiness{Status: ReadyNot, Store: "unreachable", Migrations: "unknown", Peers: closed, Reason: "store_unreachable"}},
+		{"store full", fakeHealth{pingErr: full}, closed, http.StatusServiceUnavailable,
+			readiness{Status: ReadyNot, Store: "full", Migrations: "unchecked", Peers: closed, Reason: "store_full"}},
 		{"schema behind", fakeHealth{current: false}, closed, http.StatusServiceUnavailable,
-			readiness{Status: ReadyNot, Store: "ok", Migrations: "pending", Peers: closed}},
+			readiness{Status: ReadyNot, Store: "ok", Migrations: "pending", Peers: closed, Reason: "migrations_pending"}},
 		{"schema unreadable", fakeHealth{currentErr: transient}, closed, http.StatusServiceUnavailable,
-			readiness{Status: ReadyNot, Store: "ok", Migrations: "unknown", Peers: closed}},
+			readiness{Status: ReadyNot, Store: "ok", Migrations: "unknown", Peers: closed, Reason: "migrations_unknown"}},
 		{"a circuit open", fakeHealth{current: true}, fixedCircuits{"primero": "open", "dtp": "closed"}, http.StatusOK,
 			readiness{Status: ReadyDegraded, Store: "ok", Migrations: "current", Peers: map[string]string{"primero": "open", "dtp": "closed"}}},
 		{"store gone and circuit half-open", fakeHealth{pingErr: transient}, fixedCircuits{"dtp": "half-open"}, http.StatusServiceUnavailable,
-			readiness{Status: ReadyNot, Store: "unreachable", Migrations: "unknown", Peers: map[string]string{"dtp": "half-open"}}},
+			readiness{Status: ReadyNot, Store: "unreachable", Migrations: "unknown", Peers: map[string]string{"dtp": "half-open"}, Reason: "store_unreachable"}},
 		{"nothing to check", nil, nil, http.StatusOK,
 			readiness{Status: ReadyReady, Store: "unchecked", Migrations: "unchecked", Peers: map[string]string{}}},
 	}
@@ -73,7 +77,8 @@ func TestReadyz(t *testing.T) {
 				t.Fatalf("status %d, want %d (%s)", r.status, tc.status, r.body)
 			}
 			got := readyAnswer(t, r)
-			if got.Status != tc.want.Status || got.Store != tc.want.Store || got.Migrations != tc.want.Migrations || len(got.Peers) != len(tc.want.Peers) {
+			if got.Status != tc.want.Status || got.Store != tc.want.Store || got.Migrations != tc.want.Migrations || got.Reason != tc.want.Reason ||
+				len(got.Peers) != len(tc.want.Peers) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 			for p, s := range tc.want.Peers {
@@ -85,7 +90,7 @@ func TestReadyz(t *testing.T) {
 				t.Error("a 503 without Retry-After")
 			}
 			// The cause's text (a host name here) never reaches the body.
-			for _, cause := range []string{"db.internal", "connection refused"} {
+			for _, cause := range []string{"db.internal", "connection refused", "disk is full"} {
 				if bytes.Contains(r.body, []byte(cause)) {
 					t.Errorf("body %s quotes the cause (%q)", r.body, cause)
 				}

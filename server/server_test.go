@@ -130,6 +130,7 @@ func TestHTTPStatus(t *testing.T) {
 		{&refbridge.Error{Code: refbridge.EConflict}, 409},
 		{&refbridge.Error{Code: refbridge.ERateLimited}, 429},
 		{&refbridge.Error{Code: refbridge.ETransient}, 503},
+		{&refbridge.Error{Code: refbridge.EStoreFull}, 503},
 		{&refbridge.Error{Code: refbridge.EInternal}, 500},
 		{fmt.Errorf("wrapped: %w", &refbridge.Error{Code: refbridge.EConflict}), 409},
 		{errors.New("plain"), 500},

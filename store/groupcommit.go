@@ -82,6 +82,7 @@ func (db *DB) commitGroup(batch []*transitionReq) {
 			}
 			err = fmt.Errorf("store: transition panicked: %v", p)
 		}
+		err = db.writeOutcome(err)
 		for _, r := range batch {
 			if err != nil {
 				r.err = err

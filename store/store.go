@@ -79,6 +79,7 @@ type DB struct {
 	pending   []*transitionReq // Transitions waiting for a group commit
 	closeOnce sync.Once
 	closeErr  error
+	full      fullState // the last write refused for lack of space (full.go)
 }
 
 // Open opens (creating if needed) the store at cfg.Path, SQLite or
@@ -202,8 +203,14 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
-// Ping checks that the database answers (for liveness/readiness).
+// Ping checks that the database answers (for liveness/readiness). It is
+// EStoreFull while the store's last write failed for lack of space (for
+// up to fullHold, until a write succeeds): the database answers, but the
+// node cannot store what it is sent.
 func (db *DB) Ping(ctx context.Context) error {
+	if err := db.fullErr(); err != nil {
+		return err
+	}
 	var one int
 	if err := db.sql.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
@@ -236,13 +243,13 @@ func (db *DB) Bind(query string) string { return db.d.bind(query) }
 // appends events, so that the store's writers on every replica lock in one
 // order and never deadlock.
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return db.runTx(ctx, db.d.lockAudit, fn)
+	return db.writeOutcome(db.runTx(ctx, db.d.lockAudit, fn))
 }
 
 // inSchemaTx is inTx for migrations: the audit anchor may not exist yet,
 // and Migrate holds the schema lock instead.
 func (db *DB) inSchemaTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return db.runTx(ctx, "", fn)
+	return db.writeOutcome(db.runTx(ctx, "", fn))
 }
 
 // runTx runs first (unless "") and then fn in one transaction.

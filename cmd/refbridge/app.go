@@ -153,7 +153,7 @@ func wire(db *store.DB, c appConfig) (*app, error) {
 			jobs[i] = river.InsertManyParams{Args: engine.ScanCaseArgs{RecordID: id}}
 		}
 		_, err := queue.InsertManyFast(ctx, jobs)
-		return err
+		return db.NoteWrite(err) // a full disk answers the webhook 503, not 500
 	})
 	srv, err := server.New(server.Config{
 		Tokens: c.InboundTokens, WebhookKeys: c.WebhookKeys, MaxBodyBytes: c.MaxBodyBytes,
