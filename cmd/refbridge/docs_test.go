@@ -920,11 +920,6 @@ func (w *docWorld) refbridge(t *testing.T, c docCommand) {
 			t.Fatalf("%s: `%s` exited %d when stopped, want 0", c.where(), c.Text, code)
 		}
 		t.Logf("ready after %v, stopped in %v", readyAt.Sub(began).Round(time.Millisecond), time.Since(readyAt).Round(time.Millisecond))
-		// sim dtp without --pki writes its certificates to a new temporary
-		// directory and names it; remove it.
-		if m := regexp.MustCompile(`CA: (\S+)/ca\.pem`).FindStringSubmatch(out()); m != nil && strings.Contains(m[1], "refbridge-dtp-pki-") {
-			os.RemoveAll(m[1])
-		}
 		return
 	}
 	var stdout bytes.Buffer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"refbridge/profile"
@@ -16,12 +17,29 @@ type problemsFound struct{}
 // Error implements error; run never prints it.
 func (problemsFound) Error() string { return "problems found" }
 
+// profileUsage is what `refbridge profile --help` prints.
+const profileUsage = `usage: refbridge profile check FILE|NAME
+
+Checks a country profile (a YAML file, or an embedded NAME such as gambella)
+and prints every problem with its YAML path and line. Exit status: 0 valid
+(warnings allowed), 1 problems found, 2 usage error.
+`
+
+// isHelpFlag reports whether arg asks for help, as the flag package reads it.
+func isHelpFlag(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "--h"
+}
+
 // cmdProfile runs `refbridge profile check FILE|NAME`: it prints every
 // finding with its YAML path and line, then a count; warnings (entries
 // marked review: true) do not fail the check.
 func cmdProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"profile: missing subcommand; use: profile check FILE|NAME"}
+	}
+	if slices.ContainsFunc(args, isHelpFlag) {
+		_, err := io.WriteString(stdout, profileUsage)
+		return err
 	}
 	if args[0] != "check" {
 		return usageError{fmt.Sprintf("profile: unknown subcommand %q; use: profile check FILE|NAME", args[0])}

@@ -85,7 +85,8 @@ func TestCmdProfileCheck(t *testing.T) {
 func TestProfileCheckExitCodes(t *testing.T) {
 	t.Parallel()
 	broken, _ := brokenGambella(t)
-	for args, want := range map[string]int{"profile check gambella": 0, "profile check " + broken: 1, "profile": 2} {
+	for args, want := range map[string]int{"profile check gambella": 0, "profile check " + broken: 1, "profile": 2,
+		"profile check --help": 0, "profile -h": 0} {
 		var stdout, stderr bytes.Buffer
 		if got := run(context.Background(), strings.Fields(args), strings.NewReader(""), &stdout, &stderr); got != want {
 			t.Errorf("refbridge %s: exit %d, want %d\n%s%s", args, got, want, stdout.String(), stderr.String())

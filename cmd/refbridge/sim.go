@@ -94,7 +94,7 @@ func simPrimero(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func simDTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sim dtp", stderr)
 	addr := fs.String("addr", "127.0.0.1:8443", "listen address (TLS)")
-	pkiDir := fs.String("pki", "", "directory for the generated CA, server and client certificates (default: a new temporary directory)")
+	pkiDir := fs.String("pki", "", "directory for the generated CA, server and client certificates (default: a temporary directory, removed when the simulator stops)")
 	key := fs.String("subscription-key", "", "Ocp-Apim-Subscription-Key the gateway accepts (default: generated and printed)")
 	seed := fs.Int64("seed", 1, "seed for fault injection")
 	if err := parseFlags(fs, args); err != nil {
@@ -106,6 +106,8 @@ func simDTP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("sim dtp: %w", err)
 		}
+		// It holds a client private key: it must not outlive the simulator.
+		defer os.RemoveAll(d)
 		dir = d
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("sim dtp: create %s: %w", dir, err)

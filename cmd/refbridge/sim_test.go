@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -137,5 +139,23 @@ func TestVersion(t *testing.T) {
 	var out strings.Builder
 	if code := run(context.Background(), []string{"version"}, strings.NewReader(""), &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "refbridge ") {
 		t.Fatalf("version: exit %d, output %q", code, out.String())
+	}
+}
+
+// TestSimDTPRemovesItsTemporaryPKI: without --pki the generated CA and
+// client key live in a temporary directory that goes when the simulator
+// stops (a private key must not be left behind).
+func TestSimDTPRemovesItsTemporaryPKI(t *testing.T) {
+	t.Parallel()
+	key, stop := startCommand(t, regexp.MustCompile(`client key: (\S+)`), "sim", "dtp", "--addr", "127.0.0.1:0")
+	dir := filepath.Dir(key)
+	if _, err := os.Stat(key); err != nil {
+		t.Fatalf("client key while running: %v", err)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d after Ctrl-C, want 0", code)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("temporary PKI directory %s after the simulator stopped: %v", dir, err)
 	}
 }
