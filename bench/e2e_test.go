@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -75,7 +74,7 @@ func startBridge(b testing.TB, bs bridgeSetup) *bridge {
 	if err != nil {
 		b.Fatal(err)
 	}
-	br := &bridge{addr: freeAddr(b), token: "bench-token", profile: p, log: filepath.Join(dir, "refbridge.log")}
+	br := &bridge{addr: refbridgetest.FreeAddr(b), token: "bench-token", profile: p, log: filepath.Join(dir, "refbridge.log")}
 	primeroOpts := primerotest.Options{Seed: 1,
 		Webhooks: []primerotest.Webhook{{URL: "http://" + br.addr + server.RoutePrimeroWebhook, APIKey: "bench-webhook-key"}}}
 	if bs.wrapPrimero == nil {
@@ -120,7 +119,7 @@ func startBridge(b testing.TB, bs bridgeSetup) *bridge {
 	for i := range bs.replicas {
 		addr := br.addr
 		if bs.replicas > 1 {
-			addr = freeAddr(b)
+			addr = refbridgetest.FreeAddr(b)
 		}
 		config := file(fmt.Sprintf("refbridge-%d.yaml", i), fmt.Sprintf(`listen: %s
 log: {level: warn, format: json}
@@ -160,16 +159,6 @@ engine: {workers: %d}
 		refbridgetest.Balance(b, br.addr, func() []string { return addrs })
 	}
 	return br
-}
-
-func freeAddr(b testing.TB) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // waitHealthy waits until the replica answers /healthz.

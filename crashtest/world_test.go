@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -134,7 +133,7 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	if w.profile, err = profile.Load("gambella"); err != nil {
 		t.Fatal(err)
 	}
-	w.addr = freeAddr(t)
+	w.addr = refbridgetest.FreeAddr(t)
 	w.token = "crash-inbound-token-" + fmt.Sprint(cfg.Seed)
 	webhookKey := "crash-webhook-key-" + fmt.Sprint(cfg.Seed)
 	apiPassword := "crash-primero-password"
@@ -189,7 +188,7 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	for i := range cfg.Replicas {
 		addr := w.addr
 		if cfg.Replicas > 1 {
-			addr = freeAddr(t)
+			addr = refbridgetest.FreeAddr(t)
 		}
 		yaml := fmt.Sprintf(`profile: gambella
 listen: %s
@@ -236,19 +235,6 @@ engine:
 	// Registered after the simulators' cleanups, so it runs before them.
 	t.Cleanup(w.cleanup)
 	return w
-}
-
-// freeAddr returns a loopback address nobody listens on now; the bridge
-// keeps it across restarts (Primero's webhook and DTP know only it).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func (w *world) url(route string) string { return "http://" + w.addr + route }

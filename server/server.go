@@ -172,12 +172,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: Config.WebhookKeys needs at least one key when Trigger is set")
 	}
 	s := &Server{
-		inbox:       cfg.Inbox,
-		validator:   cfg.Validator,
-		trigger:     cfg.Trigger,
-		maxBody:     cfg.MaxBodyBytes,
-		log:         cfg.Logger,
-		now:         cfg.Now,
+		inbox:     cfg.Inbox,
+		validator: cfg.Validator,
+		trigger:   cfg.Trigger,
+		maxBody:   cfg.MaxBodyBytes,
+		log:       cfg.Logger,
+		now:       cfg.Now,
 	}
 	s.tokens.Store(tokens)
 	s.webhookKeys.Store(keys)
