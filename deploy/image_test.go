@@ -62,13 +62,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"refbridge"
 	"refbridge/dtp/dtptest"
+	"refbridge/internal/syncbuf"
 	"refbridge/primero/primerotest"
 	"refbridge/store"
 )
@@ -1153,7 +1153,7 @@ func runInNamespace(ctx context.Context, spec runSpec) ([]byte, error) {
 
 // helperCommand prepares the test binary as helper h with spec. It runs in
 // its own process group, killed whole when ctx ends.
-func helperCommand(ctx context.Context, h string, spec any) (*exec.Cmd, *lockedBuffer) {
+func helperCommand(ctx context.Context, h string, spec any) (*exec.Cmd, *syncbuf.Buffer) {
 	self, err := os.Executable()
 	if err != nil {
 		panic(err)
@@ -1162,7 +1162,7 @@ func helperCommand(ctx context.Context, h string, spec any) (*exec.Cmd, *lockedB
 	if err != nil {
 		panic(err)
 	}
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd := exec.CommandContext(ctx, self)
 	cmd.Env = append(os.Environ(), envHelper+"="+h, envSpec+"="+string(js))
 	cmd.Stdout, cmd.Stderr = out, out
@@ -1277,26 +1277,6 @@ func tryCreate(dir string) error {
 	f.Close()
 	return os.Remove(f.Name())
 }
-
-// lockedBuffer collects a child's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.b.Bytes())
-}
-
-func (l *lockedBuffer) String() string { return string(l.Bytes()) }
 
 // ---------------------------------------------------------------------------
 // The image's files.
@@ -1424,14 +1404,14 @@ func runServe(t *testing.T, rootfs string, img imageConfig) {
 // proc is a running child whose output is kept for failure messages.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *syncbuf.Buffer
 	exited chan struct{} // closed when Wait returned; err is then set
 	err    error
 }
 
 func startProc(t *testing.T, cmd *exec.Cmd) *proc {
 	t.Helper()
-	p := &proc{cmd: cmd, out: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, out: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %q in the image: %v", cmd.Args, err)

@@ -31,7 +31,6 @@ package engine_test
 //     That makes these cases harsher, not milder, for those parts.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -49,6 +48,7 @@ import (
 	"refbridge"
 	"refbridge/dtp/dtptest"
 	"refbridge/fault"
+	"refbridge/internal/syncbuf"
 	"refbridge/mapping"
 	"refbridge/primero/primerotest"
 	"refbridge/store"
@@ -89,7 +89,7 @@ type clockWorld struct {
 	*harness
 	bridgeClock, primeroClock, dtpClock *jumpClock
 	rng                                 *rand.Rand
-	logs                                *lockedBuffer
+	logs                                *syncbuf.Buffer
 
 	next          int      // numbers the next intervention and referral
 	interventions []string // F1: intervention numbers sent by DTP
@@ -106,7 +106,7 @@ const clockRetention = time.Hour
 func newClockWorld(t *testing.T, seed uint64) *clockWorld {
 	t.Helper()
 	w := &clockWorld{bridgeClock: &jumpClock{}, primeroClock: &jumpClock{}, dtpClock: &jumpClock{},
-		rng: rand.New(rand.NewPCG(seed, 0xc10c)), logs: &lockedBuffer{}, caseOf: map[string]string{}}
+		rng: rand.New(rand.NewPCG(seed, 0xc10c)), logs: &syncbuf.Buffer{}, caseOf: map[string]string{}}
 	w.harness = newHarness(t, withRetention(clockRetention), withClocks(w.bridgeClock.Now, w.primeroClock.Now, w.dtpClock.Now),
 		// Enough attempts that a peer down across a step is waited for, not
 		// dead-lettered; the backoff stays short.
@@ -134,24 +134,6 @@ func newClockWorld(t *testing.T, seed uint64) *clockWorld {
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return w
-}
-
-// lockedBuffer collects the engine's log lines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // sendInterventions has DTP post n new interventions (F1), each for its own child.

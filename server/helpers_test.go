@@ -18,6 +18,7 @@ import (
 
 	"refbridge"
 	"refbridge/engine"
+	"refbridge/internal/syncbuf"
 	"refbridge/profile"
 	"refbridge/store"
 )
@@ -241,30 +242,12 @@ func (tr *triggerRecorder) got() []string {
 	return slices.Clone(tr.ids)
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a log handler.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a Server under test with its collaborators.
 type harness struct {
 	srv     *Server
 	db      *testStore
 	trigger *triggerRecorder
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 }
 
 // reset forgets the recorded triggers and logs (the store keeps everything).
@@ -272,9 +255,7 @@ func (h *harness) reset() {
 	h.trigger.mu.Lock()
 	h.trigger.ids = nil
 	h.trigger.mu.Unlock()
-	h.logs.mu.Lock()
-	h.logs.buf.Reset()
-	h.logs.mu.Unlock()
+	h.logs.Reset()
 }
 
 // newHarness builds a Server over the real store db and the real Gambella
@@ -282,7 +263,7 @@ func (h *harness) reset() {
 // memory. mod may adjust the Config (e.g. wrap Inbox in a failingInbox).
 func newHarness(t testing.TB, db *testStore, mod func(*Config)) *harness {
 	t.Helper()
-	h := &harness{db: db, trigger: &triggerRecorder{}, logs: &syncBuffer{}}
+	h := &harness{db: db, trigger: &triggerRecorder{}, logs: &syncbuf.Buffer{}}
 	cfg := Config{
 		Tokens:      []string{tokenA},
 		WebhookKeys: []string{webhookKey},

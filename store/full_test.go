@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"modernc.org/sqlite"
 
 	"refbridge"
+	"refbridge/internal/syncbuf"
 )
 
 func TestIsDiskFull(t *testing.T) {
@@ -41,24 +40,6 @@ func TestIsDiskFull(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe for the store's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestStoreFull makes SQLite itself run out of room (max_page_count at
 // the file's size: SQLITE_FULL, "database or disk is full", as on a full
 // disk): a write fails with EStoreFull, its driver error kept as the
@@ -73,7 +54,7 @@ func TestStoreFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	db, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "refbridge.db"), Keys: keys,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {

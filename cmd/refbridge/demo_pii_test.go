@@ -6,8 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
+
+	"refbridge/internal/syncbuf"
 )
 
 // TestDemoLeavesNoPersonalDataInTheStoreOrLogs runs the demo's traffic
@@ -20,7 +21,7 @@ import (
 func TestDemoLeavesNoPersonalDataInTheStoreOrLogs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	d, err := startDemo(ctx, "127.0.0.1:0", newLogger(logs, "text", "debug"))
 	if err != nil {
 		t.Fatal(err)
@@ -61,24 +62,4 @@ func TestDemoLeavesNoPersonalDataInTheStoreOrLogs(t *testing.T) {
 		}
 	}
 	t.Logf("scanned %d bytes of store files and %d of logs for %d personal values", len(files), len(logged), len(personal))
-}
-
-// lockedBuffer collects log output written by the bridge's goroutines while
-// the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// Bytes returns a copy of what was written so far.
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
 }
