@@ -1307,14 +1307,14 @@ func readRepoFile(t *testing.T, path string) string {
 // goTestValueFlags are go test's flags that take a value.
 var goTestValueFlags = map[string]bool{"run": true, "bench": true, "benchtime": true, "count": true, "cpu": true,
 	"timeout": true, "parallel": true, "skip": true, "tags": true, "shuffle": true, "coverprofile": true,
-	"cpuprofile": true, "memprofile": true, "o": true}
+	"cpuprofile": true, "memprofile": true, "o": true, "fuzz": true, "fuzztime": true, "fuzzminimizetime": true}
 
 // goTestBoolFlags are go test's flags without a value.
 var goTestBoolFlags = map[string]bool{"race": true, "v": true, "short": true, "failfast": true, "benchmem": true, "cover": true, "json": true}
 
 // verifyGoTest checks a documented `go test` command against the packages
 // it names: they exist, -run and -bench select at least one function there
-// (except -run '^$', which selects none on purpose), the flags it passes to
+// (except -run '^$', which selects none on purpose), -fuzz exactly one, the flags it passes to
 // the test binary are defined there, and the REFBRIDGE_* variables set
 // before it are read by some Go code of the module.
 func verifyGoTest(t *testing.T, c docCommand) {
@@ -1385,6 +1385,24 @@ func verifyGoTest(t *testing.T, c docCommand) {
 		}
 		if len(matched) == 0 {
 			t.Errorf("%s: `%s`: -%s %q selects no %s function in %v", c.where(), c.Text, kind, expr, prefix, pkgs)
+		}
+	}
+	if expr, ok := sel["fuzz"]; ok {
+		// go test refuses to fuzz unless -fuzz selects exactly one target.
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			t.Fatalf("%s: -fuzz %q: %v", c.where(), expr, err)
+		}
+		var matched []string
+		for _, d := range dirs {
+			for _, f := range goTestFuncs(t, d) {
+				if strings.HasPrefix(f, "Fuzz") && re.MatchString(f) {
+					matched = append(matched, d+"."+f)
+				}
+			}
+		}
+		if len(matched) != 1 {
+			t.Errorf("%s: `%s`: -fuzz %q selects %d fuzz targets %v, want exactly one", c.where(), c.Text, expr, len(matched), matched)
 		}
 	}
 	for _, f := range custom {
