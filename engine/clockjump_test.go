@@ -19,8 +19,8 @@ package engine_test
 //     would in production once the step exceeds RescueAfter), and one set
 //     back makes every running job look hours old to the rescuer. These
 //     harnesses set RescueAfter beyond the steps so the rescuer stays out;
-//     see the report of issue #10 for what a production rescue mid-finish
-//     means.
+//     docs/security.md ("A clock steps") says what a rescue in production
+//     can cause.
 //   - A job's timeout (context.WithTimeout), River's fetch and retry timers,
 //     the circuit breakers and the peers' HTTP timeouts run on Go's
 //     monotonic clock, which no step moves, in production as here. The
@@ -32,6 +32,7 @@ package engine_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -228,10 +229,14 @@ func (w *clockWorld) awaitingDecision(orgID string) {
 // decisions on what earlier rounds delivered, and a poll of Primero.
 func (w *clockWorld) round() {
 	w.t.Helper()
-	w.sendInterventions(1 + w.rng.IntN(3))
-	w.referCases(1 + w.rng.IntN(2))
+	w.sendInterventions((1 + w.rng.IntN(3)) * *clockJumpScale)
+	w.referCases((1 + w.rng.IntN(2)) * *clockJumpScale)
 	w.poll()
 }
+
+// clockJumpScale multiplies the traffic of each round: CI runs the reduced
+// size, `-clockjump.scale 25` the full one (hundreds of exchanges per case).
+var clockJumpScale = flag.Int("clockjump.scale", 1, "traffic per round of TestClockJumps, as a multiple of the reduced size")
 
 // finish decides everything still undecided and polls until all is done.
 func (w *clockWorld) finish() {
