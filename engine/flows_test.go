@@ -1,8 +1,11 @@
 package engine_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"refbridge"
 	"refbridge/dtp/dtptest"
@@ -298,3 +301,53 @@ func TestConsentWithdrawnAfterSendingStopsEverything(t *testing.T) {
 		}
 	}
 }
+
+// TestPollKeepsItsProgress: a walk that cannot finish in one poll (here each
+// poll's deadline cuts it short; in the field a peer fault or the job's
+// timeout on a long backlog) still moves the cursor over what it stored, so
+// the next polls go on from there and the backlog drains, instead of every
+// poll starting the whole walk again and failing the same way.
+func TestPollKeepsItsProgress(t *testing.T) {
+	t.Parallel()
+	// All cases are made within a second: the default overlap (10 min)
+	// would have every poll read them all again, whatever the cursor.
+	h := newHarness(t, withPollOverlap(time.Millisecond))
+	const cases = 250
+	orgIDs := make([]string, cases)
+	for i := range orgIDs {
+		_, _, orgIDs[i] = h.seedReferredCase(fmt.Sprintf("TST-P%07d", i), true)
+	}
+	// Reading each case's referrals takes 10 ms: a whole walk ≥ 2.5 s, each
+	// poll gets 1.2 s.
+	h.primero.Faults().Set(primerotest.PatternListReferrals, fault.Rule{Latency: 10 * time.Millisecond})
+	polls, failed := 0, 0
+	for ; polls < 10; polls++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+		_, err := h.eng.Poll(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		failed++
+		if cur, _ := h.db.Cursor(context.Background(), "primero.cases.last_updated_at"); cur == "" {
+			t.Fatalf("poll %d failed (%v) and left no cursor: its progress is lost", polls+1, err)
+		}
+	}
+	if failed == 0 || polls == 10 {
+		t.Fatalf("%d polls, %d cut short: want some cut short, then one that finishes", polls+1, failed)
+	}
+	reads := h.primero.Requests(primerotest.PatternListReferrals)
+	// Overlap and checkpoints cost some re-reads; restarting would cost a
+	// whole walk per failed poll.
+	if reads > cases+failed*(checkpointOverRead) {
+		t.Errorf("%d referral reads for %d cases over %d polls: the walks started again", reads, cases, polls+1)
+	}
+	for _, id := range orgIDs {
+		h.waitFor(refbridge.FlowReferral, id, refbridge.StateDelivered)
+	}
+	t.Logf("%d polls (%d cut short), %d referral reads for %d cases", polls+1, failed, reads, cases)
+}
+
+// checkpointOverRead bounds the cases a cut-short poll reads again: those
+// after its last checkpoint (the engine's checkpointCases).
+const checkpointOverRead = 100

@@ -63,6 +63,7 @@ type harnessConfig struct {
 	retry                         refbridge.RetryPolicy
 	rescueAfter                   time.Duration
 	logger                        *slog.Logger
+	pollOverlap                   time.Duration
 }
 
 // withClocks runs the bridge (engine, store and River's queue), the
@@ -90,6 +91,12 @@ func withLogger(l *slog.Logger) harnessOption {
 // withRetention keeps finished exchanges' payloads for d (default 0).
 func withRetention(d time.Duration) harnessOption {
 	return func(c *harnessConfig) { c.retention = d }
+}
+
+// withPollOverlap sets how far before its cursor each poll starts again
+// (default: the engine's).
+func withPollOverlap(d time.Duration) harnessOption {
+	return func(c *harnessConfig) { c.pollOverlap = d }
 }
 
 // withMetrics gives the engine m to report to.
@@ -151,7 +158,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		retry = refbridge.RetryPolicy{MaxAttempts: 4, BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond}
 	}
 	eng, err := engine.New(engine.Config{Profile: p, Store: db, Primero: pc, DTP: dc, Now: hc.bridgeNow,
-		Retry: retry, PollInterval: time.Hour, BreakerTimeout: 50 * time.Millisecond, Metrics: hc.metrics, Logger: hc.logger})
+		Retry: retry, PollInterval: time.Hour, PollOverlap: hc.pollOverlap, BreakerTimeout: 50 * time.Millisecond, Metrics: hc.metrics, Logger: hc.logger})
 	if err != nil {
 		t.Fatal(err)
 	}

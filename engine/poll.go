@@ -27,6 +27,11 @@ const cursorPolled = "primero.poll.succeeded_at"
 // intakeBatch is how many polled items are stored per transaction.
 const intakeBatch = 200
 
+// checkpointCases is how many walked cases at most a poll holds before it
+// stores their items and moves the cursor (each referred case costs a read
+// of its referrals, so a long walk must not have to finish to count).
+const checkpointCases = 100
+
 // cursorClock names Primero's clock as the last successful poll saw it
 // (pollClock, JSON): what lets the next poll notice that Primero's clock was
 // set back or forward in between.
@@ -57,7 +62,8 @@ type lastPollClock struct {
 // and stores every referral to UNHCR (F2) and every decision on a proGres
 // service (F1d) it finds. Items already stored with the same content are
 // duplicates and change nothing, so the overlap costs reads, never doubles.
-// The cursor moves only after everything up to it is stored.
+// The cursor moves only after everything up to it is stored, every
+// checkpointCases cases or intakeBatch items during the walk.
 //
 // The cursor is a last_updated_at, stamped by Primero's clock. When that
 // clock is set back (an NTP step, or the correction of a step forward),
@@ -84,16 +90,32 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	newest, _ := time.Parse(time.RFC3339Nano, cur)
+	saved := newest // the cursor as stored
 	var pending []refbridge.Inbound
-	found := 0
+	found, unsaved := 0, 0
+	// flush stores what the walk found so far and moves the cursor up to the
+	// newest case walked: the walk is in last_updated_at order, so all before
+	// it is stored. A walk that fails later (a peer fault, the job's timeout
+	// on a long backlog) then keeps its progress, and the next poll goes on
+	// from there instead of starting the whole walk again.
 	flush := func() error {
-		if len(pending) == 0 {
+		if len(pending) > 0 {
+			_, err := e.store.Receive(ctx, pending)
+			found += len(pending)
+			pending = pending[:0]
+			if err != nil {
+				return err
+			}
+		}
+		unsaved = 0
+		if !newest.After(saved) {
 			return nil
 		}
-		_, err := e.store.Receive(ctx, pending)
-		found += len(pending)
-		pending = pending[:0]
-		return err
+		if err := e.store.SetCursor(ctx, cursorCases, newest.UTC().Format(time.RFC3339Nano)); err != nil {
+			return err
+		}
+		saved = newest
+		return nil
 	}
 	var (
 		seen     pollClock // Primero's clock at the first walk
@@ -129,13 +151,13 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 				return found, err
 			}
 			pending = append(pending, items...)
-			if len(pending) >= intakeBatch {
+			if c.LastUpdatedAt.After(newest) {
+				newest = c.LastUpdatedAt
+			}
+			if unsaved++; len(pending) >= intakeBatch || unsaved >= checkpointCases {
 				if err := flush(); err != nil {
 					return found, err
 				}
-			}
-			if c.LastUpdatedAt.After(newest) {
-				newest = c.LastUpdatedAt
 			}
 		}
 		if walk == 0 {
@@ -149,11 +171,6 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 	}
 	if err := flush(); err != nil {
 		return found, err
-	}
-	if !newest.IsZero() {
-		if err := e.store.SetCursor(ctx, cursorCases, newest.UTC().Format(time.RFC3339Nano)); err != nil {
-			return found, err
-		}
 	}
 	if !seen.Server.IsZero() {
 		if err := e.setPollClock(ctx, seen, mono); err != nil {
