@@ -81,7 +81,15 @@ func TestMetricsOfFailuresAndDeliveries(t *testing.T) {
 			iv := fixture[refbridge.InterventionBatch](t, "dtp-interventions-inbound.json").Interventions[0]
 			h.receiveInterventions(iv)
 			h.waitFor(refbridge.FlowIntervention, iv.InterventionNumber, tc.final)
+			// The engine reports a change once it has committed: the store
+			// can show the final state a moment before the metrics do.
 			retried, dead, reached, ages := m.snapshot()
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); retried, dead, reached, ages = m.snapshot() {
+				if reached[tc.wantReached[len(tc.wantReached)-1]] > 0 && len(dead) == len(tc.wantDead) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			if !maps.Equal(retried, tc.wantRetried) {
 				t.Errorf("retried %v, want %v", retried, tc.wantRetried)
 			}

@@ -146,6 +146,11 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 			if check(); rewindTo != nil {
 				break
 			}
+			if c.LastUpdatedAt.Before(from) {
+				// Primero filters whole seconds: the rest of from's second
+				// comes along, walked already (it is before the overlap).
+				continue
+			}
 			items, err := e.derive(ctx, c)
 			if err != nil {
 				return found, err

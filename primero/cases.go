@@ -104,12 +104,15 @@ func (q CaseQuery) listing() (listing[refbridge.Case], error) {
 	if err != nil {
 		return listing[refbridge.Case]{}, err
 	}
-	if !from.IsZero() || !to.IsZero() {
+	window := func(from time.Time) string {
 		v := from.Format(time.RFC3339) + ".."
 		if !to.IsZero() {
 			v += to.Format(time.RFC3339)
 		}
-		params.Set("last_updated_at", v)
+		return v
+	}
+	if !from.IsZero() || !to.IsZero() {
+		params.Set("last_updated_at", window(from))
 	}
 	if q.AssociatedUser != "" {
 		if strings.Contains(q.AssociatedUser, ",") {
@@ -130,17 +133,35 @@ func (q CaseQuery) listing() (listing[refbridge.Case], error) {
 	params.Set("order_by", orderBy)
 	params.Set("order", order)
 
-	return listing[refbridge.Case]{
+	l := listing[refbridge.Case]{
 		op:     op,
 		path:   "/api/v2/cases",
 		params: params,
 		per:    per,
-		key:    func(c *refbridge.Case) string { return c.ID },
+		// Each version once: a case updated during the walk comes again, new.
+		key: func(c *refbridge.Case) string { return c.ID + "@" + c.LastUpdatedAt.UTC().Format(time.RFC3339Nano) },
 		verify: func(body []byte, cases []refbridge.Case) error {
 			return q.verify(body, cases, from, to)
 		},
 		date: q.ServerTime,
-	}, nil
+	}
+	if orderBy == "last_updated_at" && order == "asc" {
+		// A walk by last_updated_at goes on from the last second it read
+		// (Primero compares whole seconds; that second is read again and
+		// its cases deduplicated), so that cases updated during the walk,
+		// which move to its end, shift nothing it has still to read.
+		at := from
+		l.advance = func(last *refbridge.Case, params url.Values) bool {
+			s := last.LastUpdatedAt.UTC().Truncate(time.Second)
+			if !s.After(at) {
+				return false // a page within one second: page on in it
+			}
+			at = s
+			params.Set("last_updated_at", window(at))
+			return true
+		}
+	}
+	return l, nil
 }
 
 // window returns the last_updated_at bounds as sent: UTC, whole seconds,

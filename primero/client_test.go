@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1174,5 +1175,47 @@ func TestWriteBodies(t *testing.T) {
 	}
 	if got := rec.list(); !slices.Equal(got, want) {
 		t.Errorf("sent\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestCasesByLastUpdatedMissNoneUpdatedMidWalk: a walk in last_updated_at
+// order (the poll's) while cases it has read are updated, which moves them
+// to its end. Page numbers alone would then skip as many cases as moved;
+// the walk goes on from the last second it read instead, and yields every
+// case, and the updated ones again with their new content.
+func TestCasesByLastUpdatedMissNoneUpdatedMidWalk(t *testing.T) {
+	t.Parallel()
+	var tick atomic.Int64
+	start := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+	// Every write one second after the previous: Primero filters whole seconds.
+	s := newSim(t, primerotest.Options{Now: func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Second) }})
+	original := s.SeedCases(300, genCase)
+	c := newClient(t, s, nil)
+	q := primero.CaseQuery{Per: 50, OrderBy: "last_updated_at", Order: "asc", UpdatedFrom: start}
+	seen := map[string]int{}
+	var updated []string
+	for cs, err := range c.Cases(t.Context(), q) {
+		if err != nil {
+			t.Fatalf("Cases: %v", err)
+		}
+		seen[cs.ID]++
+		if n := len(seen); n == 50 && len(updated) == 0 {
+			for _, id := range original[10:20] { // read already: they move to the end
+				if err := s.PatchCase(id, bridgeUser, map[string]any{"sex": "male"}); err != nil {
+					t.Fatal(err)
+				}
+				updated = append(updated, id)
+			}
+		}
+	}
+	for _, id := range original {
+		if seen[id] == 0 {
+			t.Errorf("case %s was never yielded", id)
+		}
+	}
+	for _, id := range updated {
+		if seen[id] != 2 {
+			t.Errorf("updated case %s yielded %d times, want twice (before and after its update)", id, seen[id])
+		}
 	}
 }

@@ -41,6 +41,13 @@ type listing[T any] struct {
 	verify func(body []byte, items []T) error
 	// date, when set, is told the Date of the first page's answer.
 	date func(time.Time)
+	// advance, when set, moves the window of a walk in the listing's sort
+	// order past a full page (keyset paging): given its last item it updates
+	// the parameters and reports whether the window moved, in which case the
+	// walk reads page 1 of the new window. Page numbers alone skip records
+	// when others leave earlier pages mid-walk (a case updated during a walk
+	// by last_updated_at moves to its end, and every later one shifts back).
+	advance func(last *T, params url.Values) bool
 }
 
 // all walks the pages until page·per reaches metadata.total or a page is
@@ -95,7 +102,14 @@ func (l listing[T]) all(ctx context.Context, c *Client) iter.Seq2[T, error] {
 			if per <= 0 {
 				per = l.per
 			}
-			if len(p.Data) == 0 || n*per >= p.Metadata.Total {
+			if len(p.Data) == 0 || (l.advance != nil && len(p.Data) < per) {
+				return
+			}
+			if l.advance != nil && l.advance(&p.Data[len(p.Data)-1], q) {
+				n = 0 // page 1 of the moved window
+				continue
+			}
+			if n*per >= p.Metadata.Total {
 				return
 			}
 		}
