@@ -303,31 +303,25 @@ func TestConsentWithdrawnAfterSendingStopsEverything(t *testing.T) {
 }
 
 // TestPollKeepsItsProgress: a walk that cannot finish in one poll (here each
-// poll's deadline cuts it short; in the field a peer fault or the job's
-// timeout on a long backlog) still moves the cursor over what it stored, so
-// the next polls go on from there and the backlog drains, instead of every
-// poll starting the whole walk again and failing the same way (which would
-// spend all the polls allowed here).
+// poll is cancelled once it has read 150 cases' referrals; in the field a
+// peer fault or the job's timeout on a long backlog cuts it short) still
+// moves the cursor over what it stored, so the next polls go on from there
+// and the backlog drains, instead of every poll starting the whole walk
+// again and failing the same way (which would spend all the polls allowed).
 func TestPollKeepsItsProgress(t *testing.T) {
 	t.Parallel()
 	// All cases are made within a few seconds: the default overlap (10 min)
 	// would have every poll read them all again, whatever the cursor.
 	h := newHarness(t, withPollOverlap(time.Millisecond))
-	const cases = 600
+	const cases, perPoll, allowed = 600, 150, 30
 	orgIDs := make([]string, cases)
 	for i := range orgIDs {
 		_, _, orgIDs[i] = h.seedReferredCase(fmt.Sprintf("TST-P%07d", i), true)
 	}
-	// Reading each case's referrals takes 5 ms: a whole walk takes 3 s or
-	// more, each poll gets 2.5 s, enough for a checkpoint even under -race.
-	h.primero.Faults().Set(primerotest.PatternListReferrals, fault.Rule{Latency: 5 * time.Millisecond})
-	const allowed = 20
+	reads := func() int { return h.primero.Requests(primerotest.PatternListReferrals) }
 	polls, failed := 0, 0
 	for ; polls < allowed; polls++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
-		_, err := h.eng.Poll(ctx)
-		cancel()
-		if err == nil {
+		if err := pollCutAfter(h, reads, perPoll); err == nil {
 			break
 		}
 		failed++
@@ -335,18 +329,33 @@ func TestPollKeepsItsProgress(t *testing.T) {
 	if failed == 0 || polls == allowed {
 		t.Fatalf("%d polls, %d cut short: want some cut short, then one that finishes", polls, failed)
 	}
-	reads := h.primero.Requests(primerotest.PatternListReferrals)
 	// Each case is read twice at most (the bridge's own update of a case
 	// once its referral reached DTP re-stamps it), plus what a cut-short
 	// poll reads again after its last checkpoint; restarting would cost a
 	// whole walk per failed poll.
-	if reads > 2*cases+failed*checkpointOverRead {
-		t.Errorf("%d referral reads for %d cases over %d polls: the walks started again", reads, cases, polls+1)
+	if n := reads(); n > 2*cases+failed*checkpointOverRead {
+		t.Errorf("%d referral reads for %d cases over %d polls: the walks started again", n, cases, polls+1)
 	}
 	for _, id := range orgIDs {
 		h.waitFor(refbridge.FlowReferral, id, refbridge.StateDelivered)
 	}
-	t.Logf("%d polls (%d cut short), %d referral reads for %d cases", polls+1, failed, reads, cases)
+	t.Logf("%d polls (%d cut short), %d referral reads for %d cases", polls+1, failed, reads(), cases)
+}
+
+// pollCutAfter runs one poll, cancelled once it has read n cases'
+// referrals.
+func pollCutAfter(h *harness, reads func() int, n int) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := reads() + n
+	go func() {
+		for ctx.Err() == nil && reads() < stop {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	_, err := h.eng.Poll(ctx)
+	return err
 }
 
 // checkpointOverRead bounds the cases a cut-short poll reads again: those
