@@ -100,17 +100,7 @@ func TestCrashRestartExactlyOnce(t *testing.T) {
 		w.start()
 	}
 	killPhase := time.Since(start)
-	select {
-	case <-trafficDone:
-	case <-ctx.Done():
-		t.Fatalf("traffic not sent within the budget: %v", tr.errors())
-	}
-	for _, err := range tr.errors() {
-		t.Error(err)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	awaitTraffic(ctx, t, tr, trafficDone)
 
 	// Faults cleared, the bridge running: wait until every effect shows.
 	primeroFaults, dtpFaults := w.primero.Faults().Injected("*"), w.dtp.Faults().Injected("*")
@@ -371,6 +361,23 @@ func checkEffects(t *testing.T, tr *traffic, o observed) {
 		if !strings.HasPrefix(k.InterventionNumber, "CRS-26-PRTITV-") {
 			t.Errorf("F1: DTP received a status for an intervention %s nobody sent", k.InterventionNumber)
 		}
+	}
+}
+
+// awaitTraffic waits until the traffic is all sent (done closes), failing t
+// when the budget ends first or any of it could not be sent.
+func awaitTraffic(ctx context.Context, t *testing.T, tr *traffic, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("traffic not sent within the budget: %v", tr.errors())
+	}
+	for _, err := range tr.errors() {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 

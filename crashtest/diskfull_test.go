@@ -129,17 +129,7 @@ func TestDiskFull(t *testing.T) {
 		fullAt.Sub(start).Round(time.Millisecond), b.size(), size.tmpfs, firstRefusal.Sub(fullAt).Round(time.Millisecond),
 		spaceBack.Sub(fullAt).Round(time.Millisecond), refusedWhileFull, ready.notReadySince(fullAt))
 
-	select {
-	case <-trafficDone:
-	case <-ctx.Done():
-		t.Fatalf("traffic not sent within the budget: %v", tr.errors())
-	}
-	for _, err := range tr.errors() {
-		t.Error(err)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	awaitTraffic(ctx, t, tr, trafficDone)
 	// The bridge recovers by itself: ready again, every effect shows,
 	// while it runs (settle then looks in the store).
 	ok, why := waitUntil(ctx, 250*time.Millisecond, func() (bool, string) { return tr.complete(tr.observe()) })

@@ -78,17 +78,7 @@ func TestReplicasCrashExactlyOnce(t *testing.T) {
 	killPhase := time.Since(start)
 	// A killed leader's lease runs out before another replica takes over.
 	killEnd := time.Now().Add(30 * time.Second)
-	select {
-	case <-trafficDone:
-	case <-ctx.Done():
-		t.Fatalf("traffic not sent within the budget: %v", tr.errors())
-	}
-	for _, err := range tr.errors() {
-		t.Error(err)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	awaitTraffic(ctx, t, tr, trafficDone)
 
 	primeroFaults, dtpFaults := w.primero.Faults().Injected("*"), w.dtp.Faults().Injected("*")
 	dtpLost := w.dtp.Faults().AfterEffect()
