@@ -361,3 +361,34 @@ func pollCutAfter(h *harness, reads func() int, n int) error {
 // checkpointOverRead bounds the cases a cut-short poll reads again: those
 // after its last checkpoint (the engine's checkpointCases).
 const checkpointOverRead = 100
+
+// TestPollKeepsItsProgressOnASlowPeer: when each read is slow (a failing
+// peer, retries) a poll cut short by the job's timeout may walk far fewer
+// cases than a count checkpoint needs; the checkpoint every second still
+// moves the cursor, so the backlog drains.
+func TestPollKeepsItsProgressOnASlowPeer(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withPollOverlap(time.Millisecond))
+	const cases, allowed = 12, 40
+	orgIDs := make([]string, cases)
+	for i := range orgIDs {
+		_, _, orgIDs[i] = h.seedReferredCase(fmt.Sprintf("TST-S%07d", i), true)
+	}
+	h.primero.Faults().Set(primerotest.PatternListReferrals, fault.Rule{Latency: 250 * time.Millisecond})
+	polls := 0
+	for ; polls < allowed; polls++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := h.eng.Poll(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if polls == 0 || polls == allowed {
+		t.Fatalf("%d polls cut short of %d allowed: want some, then one that finishes", polls, allowed)
+	}
+	for _, id := range orgIDs {
+		h.waitFor(refbridge.FlowReferral, id, refbridge.StateDelivered)
+	}
+	t.Logf("%d polls cut short, then one finished", polls)
+}

@@ -27,10 +27,15 @@ const cursorPolled = "primero.poll.succeeded_at"
 // intakeBatch is how many polled items are stored per transaction.
 const intakeBatch = 200
 
-// checkpointCases is how many walked cases at most a poll holds before it
-// stores their items and moves the cursor (each referred case costs a read
-// of its referrals, so a long walk must not have to finish to count).
-const checkpointCases = 100
+// checkpointCases and checkpointEvery bound what a poll holds before it
+// stores its items and moves the cursor: cases walked, and time (each
+// referred case costs a read of its referrals, which a failing peer can make
+// seconds long: a walk must not have to finish, nor reach a count, before
+// its progress counts, however short the job's timeout).
+const (
+	checkpointCases = 100
+	checkpointEvery = time.Second
+)
 
 // cursorClock names Primero's clock as the last successful poll saw it
 // (pollClock, JSON): what lets the next poll notice that Primero's clock was
@@ -62,8 +67,8 @@ type lastPollClock struct {
 // and stores every referral to UNHCR (F2) and every decision on a proGres
 // service (F1d) it finds. Items already stored with the same content are
 // duplicates and change nothing, so the overlap costs reads, never doubles.
-// The cursor moves only after everything up to it is stored, every
-// checkpointCases cases or intakeBatch items during the walk.
+// The cursor moves only after everything up to it is stored, at the
+// checkpoints during the walk (checkpointCases, checkpointEvery).
 //
 // The cursor is a last_updated_at, stamped by Primero's clock. When that
 // clock is set back (an NTP step, or the correction of a step forward),
@@ -90,7 +95,7 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	newest, _ := time.Parse(time.RFC3339Nano, cur)
-	saved := newest // the cursor as stored
+	saved, savedAt := newest, time.Now() // the cursor as stored, and when
 	var pending []refbridge.Inbound
 	found, unsaved := 0, 0
 	// flush stores what the walk found so far and moves the cursor up to the
@@ -107,7 +112,7 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		unsaved = 0
+		unsaved, savedAt = 0, time.Now()
 		if !newest.After(saved) {
 			return nil
 		}
@@ -159,7 +164,7 @@ func (e *Engine) Poll(ctx context.Context) (int, error) {
 			if c.LastUpdatedAt.After(newest) {
 				newest = c.LastUpdatedAt
 			}
-			if unsaved++; len(pending) >= intakeBatch || unsaved >= checkpointCases {
+			if unsaved++; len(pending) >= intakeBatch || unsaved >= checkpointCases || time.Since(savedAt) >= checkpointEvery {
 				if err := flush(); err != nil {
 					return found, err
 				}
