@@ -1375,15 +1375,7 @@ func verifyGoTest(t *testing.T, c docCommand) {
 		if err != nil {
 			t.Fatalf("%s: -%s %q: %v", c.where(), kind, expr, err)
 		}
-		var matched []string
-		for _, d := range dirs {
-			for _, f := range goTestFuncs(t, d) {
-				if strings.HasPrefix(f, prefix) && re.MatchString(f) {
-					matched = append(matched, d+"."+f)
-				}
-			}
-		}
-		if len(matched) == 0 {
+		if len(matchedFuncs(t, dirs, prefix, re)) == 0 {
 			t.Errorf("%s: `%s`: -%s %q selects no %s function in %v", c.where(), c.Text, kind, expr, prefix, pkgs)
 		}
 	}
@@ -1393,15 +1385,7 @@ func verifyGoTest(t *testing.T, c docCommand) {
 		if err != nil {
 			t.Fatalf("%s: -fuzz %q: %v", c.where(), expr, err)
 		}
-		var matched []string
-		for _, d := range dirs {
-			for _, f := range goTestFuncs(t, d) {
-				if strings.HasPrefix(f, "Fuzz") && re.MatchString(f) {
-					matched = append(matched, d+"."+f)
-				}
-			}
-		}
-		if len(matched) != 1 {
+		if matched := matchedFuncs(t, dirs, "Fuzz", re); len(matched) != 1 {
 			t.Errorf("%s: `%s`: -fuzz %q selects %d fuzz targets %v, want exactly one", c.where(), c.Text, expr, len(matched), matched)
 		}
 	}
@@ -1416,6 +1400,21 @@ func verifyGoTest(t *testing.T, c docCommand) {
 			t.Errorf("%s: `%s`: no Go code reads %s", c.where(), c.Text, name)
 		}
 	}
+}
+
+// matchedFuncs names the test functions of dirs with prefix (Test,
+// Benchmark, Fuzz) that re selects, as go test -run/-bench/-fuzz would.
+func matchedFuncs(t *testing.T, dirs []string, prefix string, re *regexp.Regexp) []string {
+	t.Helper()
+	var matched []string
+	for _, d := range dirs {
+		for _, f := range goTestFuncs(t, d) {
+			if strings.HasPrefix(f, prefix) && re.MatchString(f) {
+				matched = append(matched, d+"."+f)
+			}
+		}
+	}
+	return matched
 }
 
 // parsed caches, per directory, the top-level functions of its _test.go
